@@ -1,0 +1,5 @@
+"""The ``ragmem`` command line: parse, call the library, print."""
+
+from rag_memory.cli.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,100 @@
+"""Rich output for the CLI: progress bars, tables, hit listings."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rag_memory.ingest.run import IngestProgress
+from rag_memory.schema import Hit, IngestReport
+
+
+class IngestDisplay(IngestProgress):
+    """A progress bar of files loaded and chunks embedded (with chunks/s) on stderr."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._files = None
+        self._chunks = None
+        self._started = time.perf_counter()
+        self._embedded = 0
+
+    def __enter__(self) -> IngestDisplay:
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("{task.description:>8}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def planned(self, files: int) -> None:
+        if self._progress is None:
+            return
+        self._started = time.perf_counter()
+        self._files = self._progress.add_task("files", total=files, rate="")
+        self._chunks = self._progress.add_task("chunks", total=None, rate="")
+
+    def file_done(self, path: str) -> None:
+        if self._progress is not None and self._files is not None:
+            self._progress.advance(self._files)
+
+    def chunks_embedded(self, n: int) -> None:
+        if self._progress is None or self._chunks is None:
+            return
+        self._embedded += n
+        rate = self._embedded / max(time.perf_counter() - self._started, 1e-6)
+        self._progress.update(self._chunks, advance=n, rate=f"{rate:,.0f} chunks/s")
+
+
+def print_ingest_report(console: Console, report: IngestReport, show: Callable[[str], str]) -> None:
+    title = "Dry run: nothing was written" if report.dry_run else f"Ingest finished in {report.seconds:.1f}s"
+    table = Table(title=title, title_justify="left")
+    table.add_column("files")
+    table.add_column("count", justify="right")
+    table.add_column("chunks", justify="right")
+    table.add_row("added", str(len(report.added)), f"+{report.chunks_added}" if not report.dry_run else "")
+    table.add_row("updated", str(len(report.updated)), "")
+    table.add_row("removed", str(len(report.removed)), f"-{report.chunks_removed}")
+    table.add_row("unchanged", str(len(report.unchanged)), "")
+    table.add_row("failed", str(len(report.failed)), "", style="red" if report.failed else None)
+    console.print(table)
+    if report.dry_run:
+        for label, paths in (("add", report.added), ("update", report.updated), ("remove", report.removed)):
+            for p in paths:
+                console.print(f"  would {label}: {show(p)}")
+    if report.repaired:
+        console.print(f"Repaired {report.repaired} leftovers of an interrupted run.")
+    if report.failed:
+        console.print("[red]Failed files[/] (everything else was ingested):")
+        for f in report.failed:
+            console.print(f"  {show(f.path)}: {f.reason}", soft_wrap=True)
+    if not report.dry_run and report.seconds > 0 and report.chunks_added:
+        console.print(f"{report.chunks_added / report.seconds:,.1f} chunks/s")
+
+
+def excerpt(text: str, width: int = 240) -> str:
+    flat = re.sub(r"\s+", " ", text).strip()
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def print_hits(console: Console, hits: list[Hit], show: Callable[[str], str]) -> None:
+    for rank, hit in enumerate(hits, 1):
+        where = show(hit.source) + (f":{hit.page}" if hit.page is not None else "")
+        console.print(f"[bold]{rank}.[/] [cyan]{hit.score:.3f}[/]  [green]{where}[/]", soft_wrap=True)
+        console.print(f"   {excerpt(hit.text)}", soft_wrap=True)

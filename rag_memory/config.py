@@ -1,0 +1,322 @@
+"""Effective configuration: defaults < ragmem.toml (home, then project) < RAGMEM_* env < CLI flags.
+
+Every value remembers where it came from, so ``ragmem config show`` can say why a setting
+has the value it has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag_memory.errors import ConfigError
+
+CONFIG_FILE = "ragmem.toml"
+ENV_PREFIX = "RAGMEM_"
+
+
+def default_home() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("ragmem", appauthor=False))
+
+
+@dataclass
+class Settings:
+    """Everything ragmem can be configured with.
+
+    Attributes:
+        home: Where everything a user stores lives (Chroma store, manifest, memory).
+        collection: Name of the knowledge-base collection.
+        embedder: A sentence-transformers model id or path; ``all-MiniLM-L6-v2`` is bundled.
+        device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:1`` ...
+        embed_batch_size: Texts per embedding batch.
+        chunk_tokens: Largest chunk, in the embedder's tokens; capped at its window.
+        chunk_overlap: Tokens shared by neighbouring chunks.
+        include: Glob patterns a file must match to be ingested (empty: every supported file).
+        exclude: Glob patterns that skip a file or folder.
+        chroma_url: A Chroma server (``http://host:port``); unset means embedded Chroma.
+        top_k: Hits returned by search.
+        min_score: Hits below this cosine similarity are dropped by ``search``.
+        user: The user whose long-term memory ``ask`` reads and writes.
+        memory_collection: Chroma collection of long-term memories (all users, filtered by user).
+        memory_top_k: Long-term memories recalled per question.
+        memory_min_score: Memories scoring below this are not injected.
+        memory_recency_weight: Share of a memory's score that comes from its recency (0..1).
+        memory_half_life_days: Age at which a memory's recency bonus halves.
+        generator: ``auto``, ``transformers``, ``openai`` (an OpenAI-compatible server) or ``extractive``.
+        generator_model: Hugging Face model id or local folder for the transformers generator;
+            for ``openai``, the served model's name.
+        generator_url: Base URL of an OpenAI-compatible server, e.g. ``http://127.0.0.1:8000/v1``.
+        generator_api_key: API key for that server, if it needs one.
+        max_new_tokens: Longest answer, in tokens.
+        temperature: 0 is greedy decoding; above 0 samples.
+        context_length: Cap on the generator's context window (default: the model's own).
+        relevance_gate: Knowledge chunks below this similarity are not given to the generator.
+    """
+
+    home: Path = field(default_factory=default_home)
+    collection: str = "knowledge"
+    embedder: str = "all-MiniLM-L6-v2"
+    device: str = "auto"
+    embed_batch_size: int = 64
+    chunk_tokens: int = 200
+    chunk_overlap: int = 32
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    chroma_url: str | None = None
+    top_k: int = 5
+    min_score: float = -1.0
+    # conversation memory
+    user: str = "default"
+    memory_collection: str = "memory"
+    memory_top_k: int = 4
+    memory_min_score: float = 0.3
+    memory_recency_weight: float = 0.15
+    memory_half_life_days: float = 30.0
+    # generation
+    generator: str = "auto"
+    generator_model: str = "Qwen/Qwen2.5-0.5B-Instruct"
+    generator_url: str | None = None
+    generator_api_key: str | None = None
+    max_new_tokens: int = 384
+    temperature: float = 0.0
+    context_length: int | None = None
+    relevance_gate: float = 0.25
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).expanduser()
+        self.validate()
+
+    # -- derived locations -------------------------------------------------------------
+    @property
+    def chroma_path(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.home / "manifest.sqlite3"
+
+    @property
+    def history_path(self) -> Path:
+        return self.home / "memory.sqlite3"
+
+    @property
+    def store_location(self) -> str:
+        return self.chroma_url or str(self.chroma_path)
+
+    # -- validation --------------------------------------------------------------------
+    def validate(self) -> None:
+        if self.embed_batch_size < 1:
+            raise ConfigError(f"embed_batch_size must be at least 1, got {self.embed_batch_size}")
+        if self.chunk_tokens < 16:
+            raise ConfigError(f"chunk_tokens must be at least 16, got {self.chunk_tokens}")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2 + 1:
+            raise ConfigError(
+                f"chunk_overlap must be between 0 and half of chunk_tokens ({self.chunk_tokens // 2}),"
+                f" got {self.chunk_overlap}"
+            )
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be at least 1, got {self.top_k}")
+        if not -1.0 <= self.min_score <= 1.0:
+            raise ConfigError(f"min_score is a cosine similarity between -1 and 1, got {self.min_score}")
+        if not self.collection or not _valid_collection_name(self.collection):
+            raise ConfigError(
+                f"collection name {self.collection!r} is not valid: use 3-63 letters, digits, '.', '_'"
+                " or '-', starting and ending with a letter or digit"
+            )
+        for name in ("memory_min_score", "relevance_gate"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} is a similarity between -1 and 1, got {getattr(self, name)}")
+        if not 0.0 <= self.memory_recency_weight <= 1.0:
+            raise ConfigError(f"memory_recency_weight must be between 0 and 1, got {self.memory_recency_weight}")
+        if self.memory_half_life_days <= 0:
+            raise ConfigError(f"memory_half_life_days must be above 0, got {self.memory_half_life_days}")
+        if self.memory_top_k < 0:
+            raise ConfigError(f"memory_top_k must be 0 or more, got {self.memory_top_k}")
+        if self.generator not in ("auto", "transformers", "openai", "extractive"):
+            raise ConfigError(
+                f"generator {self.generator!r} is not known; use auto, transformers, openai or extractive"
+            )
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"temperature must be between 0 and 2, got {self.temperature}")
+        if self.context_length is not None and self.context_length < 256:
+            raise ConfigError(f"context_length must be at least 256 tokens, got {self.context_length}")
+        if not self.user.strip():
+            raise ConfigError("user must not be empty")
+        if self.memory_collection == self.collection:
+            raise ConfigError(
+                f"memory_collection and collection are both {self.collection!r}; give them different names"
+            )
+        if self.generator_url and not self.generator_url.startswith(("http://", "https://")):
+            raise ConfigError(f"generator_url must start with http:// or https://, got {self.generator_url!r}")
+        if self.chroma_url and not self.chroma_url.startswith(("http://", "https://")):
+            raise ConfigError(f"chroma_url must start with http:// or https://, got {self.chroma_url!r}")
+
+    # -- loading -----------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Build the effective settings.
+
+        Args:
+            overrides: Values from CLI flags or code; ``None`` values are ignored.
+            cwd: The project directory searched for ``ragmem.toml`` (default: the current one).
+            env: The environment (default: ``os.environ``).
+        """
+        env = os.environ if env is None else env
+        cwd = Path.cwd() if cwd is None else cwd
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+
+        def apply(layer: Mapping[str, Any], where: str) -> None:
+            for key, raw in layer.items():
+                values[key] = _coerce(key, raw, where)
+                sources[key] = where
+
+        # home decides where the home config lives, so resolve it first.
+        project_file = cwd / CONFIG_FILE
+        project_layer = _read_toml(project_file) if project_file.is_file() else {}
+        home = Path(default_home())
+        if "home" in project_layer:
+            home = Path(str(project_layer["home"])).expanduser()
+        if env.get(ENV_PREFIX + "HOME"):
+            home = Path(env[ENV_PREFIX + "HOME"]).expanduser()
+        if overrides and overrides.get("home") is not None:
+            home = Path(overrides["home"]).expanduser()
+
+        home_file = home / CONFIG_FILE
+        if home_file.is_file() and home_file.resolve() != project_file.resolve():
+            home_layer = _read_toml(home_file)
+            if "home" in home_layer:
+                raise ConfigError(f"{home_file}: 'home' cannot be set inside the home's own config file")
+            apply(home_layer, f"{home_file}")
+        if project_layer:
+            apply(project_layer, f"{project_file}")
+        apply(
+            {
+                name: env[ENV_PREFIX + name.upper()]
+                for name in _field_names()
+                if env.get(ENV_PREFIX + name.upper()) not in (None, "")
+            },
+            "env",
+        )
+        if overrides:
+            apply({k: v for k, v in overrides.items() if v is not None}, "cli")
+        for name in _field_names():
+            sources.setdefault(name, "default")
+        for key, where in list(sources.items()):
+            if where == "env":
+                sources[key] = f"env {ENV_PREFIX}{key.upper()}"
+        settings = cls(**values)
+        settings.sources = sources
+        return settings
+
+    def show(self) -> list[tuple[str, Any, str]]:
+        """(name, value, where it came from) for every setting."""
+        rows = []
+        for name in _field_names():
+            value = getattr(self, name)
+            if name.endswith("api_key") and value:
+                value = "***"  # never print secrets
+            rows.append((name, value, self.sources.get(name, "default")))
+        return rows
+
+    def replace(self, **changes: Any) -> Settings:
+        new = dataclasses.replace(self, **changes)
+        new.sources = {**self.sources, **{k: "code" for k in changes}}
+        return new
+
+
+def _field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
+
+
+def _valid_collection_name(name: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]", name))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}. Fix or remove the file.") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    # Sections are allowed for readability ([ingest], [retrieval] ...); keys are flat.
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    unknown = sorted(set(flat) - set(_field_names()))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}. Valid settings: {', '.join(_field_names())}"
+        )
+    return flat
+
+
+def _field_type(name: str) -> Any:
+    hints = typing.get_type_hints(Settings)
+    return hints[name]
+
+
+def _coerce(name: str, raw: Any, where: str) -> Any:
+    if name not in _field_names():
+        raise ConfigError(f"unknown setting {name!r} (from {where}). Valid settings: {', '.join(_field_names())}")
+    typ = _field_type(name)
+    optional = False
+    if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(typ))
+        typ = args[0]
+    try:
+        if raw is None or (optional and isinstance(raw, str) and raw.strip().lower() in ("", "none")):
+            if optional:
+                return None
+            raise ValueError("a value is required")
+        if typ is Path:
+            return Path(str(raw)).expanduser()
+        if typing.get_origin(typ) is list:
+            if isinstance(raw, str):
+                return [p.strip() for p in raw.split(",") if p.strip()]
+            if isinstance(raw, list | tuple):
+                return [str(p) for p in raw]
+            raise ValueError("expected a list")
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if typ is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected a whole number")
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r} from {where} has a bad value {raw!r}: {exc}") from exc

@@ -1,0 +1,152 @@
+"""Token-aware chunking that respects paragraphs and sentences, in English and Chinese.
+
+Lengths are counted with the embedder's own tokenizer, so no chunk is ever longer than the
+embedder reads: nothing is silently truncated at embedding time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag_memory.errors import ConfigError
+from rag_memory.schema import Chunk, LoadedDocument
+
+# Paragraphs, then lines, then sentences (CJK full-width punctuation and Latin), then
+# clauses, then words, then characters.
+SEPARATORS = [
+    "\n\n",
+    "\n",
+    "。",
+    "！",
+    "？",
+    "；",
+    ". ",
+    "! ",
+    "? ",
+    "; ",
+    "，",
+    ", ",
+    "、",
+    " ",
+    "",
+]
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How documents are cut; part of every chunk id, so a change re-chunks everything."""
+
+    max_tokens: int
+    overlap: int
+    embedder_id: str
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 8:
+            raise ConfigError(f"chunk size must be at least 8 tokens, got {self.max_tokens}")
+        if not 0 <= self.overlap <= self.max_tokens // 2:
+            raise ConfigError(
+                f"chunk overlap must be between 0 and {self.max_tokens // 2} tokens, got {self.overlap}"
+            )
+
+    @property
+    def key(self) -> str:
+        return f"v1|{self.embedder_id}|{self.max_tokens}|{self.overlap}"
+
+
+class TokenChunker:
+    """Split documents into chunks of at most ``settings.max_tokens`` tokens.
+
+    Args:
+        count_tokens: The embedder's token counter (special tokens excluded).
+        settings: Size, overlap and the embedder id.
+    """
+
+    def __init__(self, count_tokens: Callable[[str], int], settings: ChunkSettings) -> None:
+        self.count_tokens = count_tokens
+        self.settings = settings
+        self._splitters: dict[int, object] = {}
+
+    def _splitter(self, size: int):
+        if size not in self._splitters:
+            from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+            self._splitters[size] = RecursiveCharacterTextSplitter(
+                separators=SEPARATORS,
+                keep_separator="end",
+                chunk_size=size,
+                chunk_overlap=min(self.settings.overlap, size // 2),
+                length_function=self.count_tokens,
+                strip_whitespace=True,
+            )
+        return self._splitters[size]
+
+    def split_text(self, text: str) -> list[tuple[str, int, int]]:
+        """(chunk text, start, end) with character offsets into ``text``."""
+        pieces = self._fit(text, self.settings.max_tokens)
+        out: list[tuple[str, int, int]] = []
+        cursor = 0
+        for piece in pieces:
+            start = text.find(piece, cursor)
+            if start < 0:  # the splitter only strips and cuts, so this does not happen
+                start = text.find(piece)
+            end = start + len(piece)
+            out.append((piece, start, end))
+            # Overlapping chunks start before the previous one ends.
+            cursor = start + 1
+        return out
+
+    def _fit(self, text: str, size: int) -> list[str]:
+        """Split, then re-split any piece the merge left over the limit.
+
+        Token counts are not additive (merging two pieces can tokenise differently), so a
+        merged chunk can come out a token or two long; those are split again, smaller.
+        """
+        result: list[str] = []
+        for piece in self._splitter(size).split_text(text):
+            if not piece.strip():
+                continue
+            if self.count_tokens(piece) <= self.settings.max_tokens:
+                result.append(piece)
+            elif size > 8:
+                result.extend(self._fit(piece, max(8, size - max(2, size // 10))))
+            else:  # a single unsplittable run longer than the window: keep it, never loop
+                result.append(piece)
+        return result
+
+    def chunk(self, doc: LoadedDocument) -> list[Chunk]:
+        """Every chunk of a document, in order, with ids derived from content and settings."""
+        chunks: list[Chunk] = []
+        seen: dict[str, int] = {}
+        index = 0
+        for section in doc.sections:
+            for text, start, end in self.split_text(section.text):
+                text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
+                # The same text twice in one file gets its occurrence number, so ids stay
+                # unique within a file and stable when unrelated parts of the file change.
+                occurrence = seen.get(text_hash, 0)
+                seen[text_hash] = occurrence + 1
+                chunk_id = chunk_id_for(doc.source, self.settings.key, section.page, text_hash, occurrence)
+                chunks.append(
+                    Chunk(
+                        id=chunk_id,
+                        text=text,
+                        source=doc.source,
+                        title=doc.title,
+                        index=index,
+                        start=start,
+                        end=end,
+                        page=section.page,
+                        content_hash=text_hash,
+                        file_hash=doc.content_hash,
+                        n_tokens=self.count_tokens(text),
+                    )
+                )
+                index += 1
+        return chunks
+
+
+def chunk_id_for(source: str, settings_key: str, page: int | None, text_hash: str, occurrence: int) -> str:
+    raw = f"{source}\x1f{settings_key}\x1f{page}\x1f{text_hash}\x1f{occurrence}"
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]

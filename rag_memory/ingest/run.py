@@ -1,0 +1,306 @@
+"""One ingest run: diff the inputs against the manifest, then load, chunk, embed and store.
+
+Order of writes, per batch of files: mark them pending in the manifest, upsert their new
+chunks, delete their stale chunks, then record their new state and clear the marks in one
+transaction. A run killed anywhere leaves either the old state or pending marks, and the
+next run starts by repairing those, so there are no duplicates, orphans or gaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag_memory.errors import IngestError, LoaderError
+from rag_memory.ingest.chunking import ChunkSettings, TokenChunker
+from rag_memory.ingest.discover import discover, under_roots
+from rag_memory.ingest.manifest import FileRecord, Manifest
+from rag_memory.knowledge_base.embedders import Embedder
+from rag_memory.knowledge_base.store import ChromaStore
+from rag_memory.schema import Chunk, FileFailure, IngestReport, LoadedDocument
+
+log = logging.getLogger(__name__)
+
+
+class IngestProgress:
+    """Callbacks for a progress display; the default does nothing."""
+
+    def planned(self, files: int) -> None:
+        """``files`` files will be loaded and embedded."""
+
+    def file_done(self, path: str) -> None:
+        """One file was loaded and chunked (or failed)."""
+
+    def chunks_embedded(self, n: int) -> None:
+        """``n`` more chunks were embedded."""
+
+
+@dataclass
+class _Pending:
+    doc: LoadedDocument
+    chunks: list[Chunk]
+    old: FileRecord | None
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Ingestor:
+    """Sync files into a knowledge-base collection.
+
+    Args:
+        store: The Chroma collection to write.
+        manifest: The collection's sync state.
+        embedder: Embeds chunks; its tokenizer sizes them.
+        chunk_tokens: Largest chunk in tokens (capped at the embedder's window).
+        chunk_overlap: Tokens shared by neighbouring chunks.
+        loader: Turns a path into a ``LoadedDocument`` (raises ``LoaderError`` per file).
+        batch_chunks: Chunks embedded and written per step.
+    """
+
+    def __init__(
+        self,
+        store: ChromaStore,
+        manifest: Manifest,
+        embedder: Embedder,
+        *,
+        chunk_tokens: int = 200,
+        chunk_overlap: int = 32,
+        loader: Callable[[Path], LoadedDocument] | None = None,
+        batch_chunks: int = 256,
+        lock_dir: Path | None = None,
+    ) -> None:
+        if batch_chunks < 1:
+            raise IngestError(f"batch_chunks must be at least 1, got {batch_chunks}")
+        self.store = store
+        self.manifest = manifest
+        self.embedder = embedder
+        self.chunk_tokens = chunk_tokens
+        self.chunk_overlap = chunk_overlap
+        self.batch_chunks = batch_chunks
+        self.lock_dir = lock_dir
+        if loader is None:
+            from rag_memory.ingest.loaders import load_file
+
+            loader = load_file
+        self.loader = loader
+
+    # -- public ------------------------------------------------------------------------
+    def run(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        dry_run: bool = False,
+        rebuild: bool = False,
+        progress: IngestProgress | None = None,
+    ) -> IngestReport:
+        """Bring the collection in step with ``paths``.
+
+        Returns:
+            What was added, updated, removed, left unchanged and what failed (with reasons).
+
+        Raises:
+            IngestError: An input is missing, or another run holds the lock.
+            EmbedderMismatchError: The collection was built with another embedder.
+        """
+        started = time.perf_counter()
+        progress = progress or IngestProgress()
+        report = IngestReport(dry_run=dry_run)
+        found = discover(paths, include=include, exclude=exclude)
+        with self._lock(dry_run):
+            if rebuild and not dry_run:
+                self.store.drop()
+                self.manifest.drop()
+            elif not rebuild:
+                self.store.check_embedder(self.embedder.model_id)
+            if not dry_run:
+                report.repaired = self.repair()
+            settings = self._settings(dry_run)
+            records = {} if (rebuild and dry_run) else self.manifest.files()
+
+            changed: list[tuple[Path, str, FileRecord | None]] = []
+            seen: set[str] = set()
+            for path in found.files:
+                key = str(path)
+                seen.add(key)
+                try:
+                    digest = file_hash(path)
+                except OSError as exc:
+                    report.failed.append(FileFailure(key, f"cannot read: {exc.strerror or exc}"))
+                    continue
+                old = records.get(key)
+                if old and old.content_hash == digest and (settings is None or old.settings_key == settings.key):
+                    report.unchanged.append(key)
+                else:
+                    changed.append((path, digest, old))
+            gone = sorted(
+                p for p in records if p not in seen and under_roots(p, found.roots) and not os.path.exists(p)
+            )
+
+            if dry_run:
+                for path, _, old in changed:
+                    (report.updated if old else report.added).append(str(path))
+                report.removed = gone
+                report.chunks_removed = sum(len(records[p].chunk_ids) for p in gone)
+                report.seconds = time.perf_counter() - started
+                return report
+
+            assert settings is not None
+            chunker = TokenChunker(self.embedder.count_tokens, settings)
+            progress.planned(len(changed))
+            self._write(changed, chunker, settings, report, progress)
+            self._remove(gone, records, report)
+            report.seconds = time.perf_counter() - started
+            self.manifest.record_run(report.as_json())
+        return report
+
+    def repair(self) -> int:
+        """Undo what an interrupted run left half-done; returns how many chunks it fixed."""
+        fixed = 0
+        pending = self.manifest.pending()
+        if pending:
+            records = self.manifest.files()
+            for path, ids in pending.items():
+                committed = set(records[path].chunk_ids) if path in records else set()
+                stray = ids - committed
+                self.store.delete(stray)
+                fixed += len(stray)
+            self.manifest.clear_pending(pending)
+            log.info("repaired an interrupted run: %d stray chunks removed", fixed)
+        _, expected = self.manifest.counts()
+        if self.store.count() != expected:
+            # Something wrote or deleted behind the manifest's back: reconcile id by id.
+            in_store = self.store.ids()
+            records = self.manifest.files()
+            known = {cid for r in records.values() for cid in r.chunk_ids}
+            orphans = in_store - known
+            self.store.delete(orphans)
+            incomplete = [p for p, r in records.items() if not set(r.chunk_ids) <= in_store]
+            self.manifest.forget(incomplete)
+            fixed += len(orphans) + len(incomplete)
+            log.warning(
+                "store and manifest disagreed: removed %d orphan chunks, %d files will be re-ingested",
+                len(orphans),
+                len(incomplete),
+            )
+        return fixed
+
+    # -- internals ---------------------------------------------------------------------
+    def _settings(self, dry_run: bool) -> ChunkSettings | None:
+        if dry_run:
+            return None
+        self.embedder.warm_up()
+        self.store.check_embedder(self.embedder.model_id, self.embedder.dimension)
+        limit = self.embedder.max_tokens
+        size = self.chunk_tokens
+        if size > limit:
+            log.warning("chunk_tokens %d is above the embedder's window; using %d", size, limit)
+            size = limit
+        return ChunkSettings(max_tokens=size, overlap=min(self.chunk_overlap, size // 2),
+                             embedder_id=self.embedder.model_id)
+
+    def _load(
+        self, changed: list[tuple[Path, str, FileRecord | None]], chunker: TokenChunker,
+        report: IngestReport, progress: IngestProgress,
+    ) -> Iterator[_Pending]:
+        for path, digest, old in changed:
+            key = str(path)
+            try:
+                doc = self.loader(path)
+                chunks = chunker.chunk(doc)
+                if not chunks:
+                    raise LoaderError(key, "no text to index")
+            except LoaderError as exc:
+                report.failed.append(FileFailure(key, exc.reason))
+                progress.file_done(key)
+                continue
+            if doc.content_hash != digest:
+                log.info("%s changed while it was being read; indexing what was read", key)
+            progress.file_done(key)
+            yield _Pending(doc, chunks, old)
+
+    def _write(
+        self, changed: list[tuple[Path, str, FileRecord | None]], chunker: TokenChunker,
+        settings: ChunkSettings, report: IngestReport, progress: IngestProgress,
+    ) -> None:
+        batch: list[_Pending] = []
+        size = 0
+        for item in self._load(changed, chunker, report, progress):
+            batch.append(item)
+            size += len(item.chunks)
+            if size >= self.batch_chunks:
+                self._flush(batch, settings, report, progress)
+                batch, size = [], 0
+        if batch:
+            self._flush(batch, settings, report, progress)
+
+    def _flush(
+        self, batch: list[_Pending], settings: ChunkSettings, report: IngestReport, progress: IngestProgress
+    ) -> None:
+        self.manifest.begin((p.doc.source, [c.id for c in p.chunks]) for p in batch)
+        to_embed: list[Chunk] = []
+        stale: set[str] = set()
+        for p in batch:
+            old_ids = set(p.old.chunk_ids) if p.old else set()
+            new_ids = {c.id for c in p.chunks}
+            # Chunks a changed file kept are already stored under the same id.
+            to_embed.extend(c for c in p.chunks if c.id not in old_ids)
+            stale |= old_ids - new_ids
+        vectors = self.embedder.embed_documents([c.text for c in to_embed], progress=progress.chunks_embedded)
+        self.store.upsert(to_embed, vectors, embedder_id=self.embedder.model_id)
+        self.store.delete(stale)
+        now = Manifest.now()
+        self.manifest.commit_files(
+            FileRecord(p.doc.source, p.doc.content_hash, settings.key, tuple(c.id for c in p.chunks),
+                       p.doc.title, now)
+            for p in batch
+        )
+        for p in batch:
+            (report.updated if p.old else report.added).append(p.doc.source)
+        report.chunks_added += len(to_embed)
+        report.chunks_removed += len(stale)
+
+    def _remove(self, gone: Iterable[str], records: dict[str, FileRecord], report: IngestReport) -> None:
+        gone = list(gone)
+        if not gone:
+            return
+        ids = [cid for p in gone for cid in records[p].chunk_ids]
+        self.store.delete(ids)
+        self.manifest.commit_files([], removed=gone)
+        report.removed.extend(gone)
+        report.chunks_removed += len(ids)
+
+    @contextlib.contextmanager
+    def _lock(self, dry_run: bool):
+        if self.lock_dir is None or dry_run:
+            yield
+            return
+        import fcntl
+
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        lock_path = self.lock_dir / f"ingest-{self.manifest.collection}.lock"
+        with lock_path.open("w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise IngestError(
+                    f"another ingest into collection {self.manifest.collection!r} is running"
+                    f" (lock {lock_path}); wait for it to finish"
+                ) from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,295 @@
+"""The knowledge base: a Chroma collection in cosine space that ragmem embeds for.
+
+Embedded (``PersistentClient`` under the ragmem home) or a Chroma server (``HttpClient``),
+through the same code. Chroma never embeds anything itself: every write and query carries
+ragmem's own vectors. Cosine distance becomes similarity in ``distance_to_score`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from rag_memory.errors import EmbedderMismatchError, StoreError
+from rag_memory.schema import Chunk, Hit
+
+log = logging.getLogger(__name__)
+
+EMBEDDER_KEY = "ragmem:embedder"
+DIMENSION_KEY = "ragmem:dimension"
+
+
+def distance_to_score(distance: float) -> float:
+    """Chroma's cosine distance (1 - cos) as cosine similarity; the one place this happens."""
+    return 1.0 - float(distance)
+
+
+def chroma_client(*, path: Path | None = None, url: str | None = None):
+    """A Chroma client: a server when ``url`` is given, else embedded at ``path``."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    try:
+        if url:
+            parsed = urlparse(url)
+            port = parsed.port or (443 if parsed.scheme == "https" else 8000)
+            client = chromadb.HttpClient(
+                host=parsed.hostname or "localhost",
+                port=port,
+                ssl=parsed.scheme == "https",
+                settings=settings,
+            )
+            client.heartbeat()
+            return client
+        assert path is not None
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    except Exception as exc:
+        where = url or str(path)
+        hint = (
+            "check that `chroma run` is serving there, or unset chroma_url / RAGMEM_CHROMA_URL"
+            if url
+            else "check the folder's permissions and free space, or set RAGMEM_HOME elsewhere"
+        )
+        raise StoreError(f"cannot open the Chroma store at {where}: {exc}. {hint}.") from exc
+
+
+class ChromaStore:
+    """One Chroma collection holding chunks and their vectors.
+
+    Args:
+        collection: The collection's name.
+        path: Folder of the embedded store (ignored when ``url`` is set).
+        url: A Chroma server, e.g. ``http://127.0.0.1:8000``.
+    """
+
+    def __init__(self, collection: str, *, path: Path | None = None, url: str | None = None) -> None:
+        if path is None and url is None:
+            raise StoreError("ChromaStore needs a path (embedded) or a url (server)")
+        self.name = collection
+        self.path = path
+        self.url = url
+        self._client = None
+        self._collection = None
+
+    @property
+    def location(self) -> str:
+        return self.url or str(self.path)
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = chroma_client(path=self.path, url=self.url)
+        return self._client
+
+    # -- the collection ----------------------------------------------------------------
+    def _existing(self):
+        if self._collection is None:
+            from chromadb.errors import NotFoundError
+
+            try:
+                self._collection = self.client.get_collection(self.name, embedding_function=None)
+            except (NotFoundError, ValueError):
+                return None
+        return self._collection
+
+    def exists(self) -> bool:
+        return self._existing() is not None
+
+    def bound_embedder(self) -> tuple[str | None, int | None]:
+        """The embedder id and dimension the collection was built with, if any."""
+        col = self._existing()
+        if col is None:
+            return None, None
+        meta = col.metadata or {}
+        dim = meta.get(DIMENSION_KEY)
+        return meta.get(EMBEDDER_KEY), int(dim) if dim is not None else None
+
+    def check_embedder(self, embedder_id: str, dimension: int | None = None) -> None:
+        """Refuse to mix vectors of two embedders in one collection."""
+        bound, bound_dim = self.bound_embedder()
+        if bound is None:
+            return
+        if bound != embedder_id or (dimension is not None and bound_dim not in (None, dimension)):
+            raise EmbedderMismatchError(
+                f"collection {self.name!r} at {self.location} was built with embedder {bound!r}"
+                f" ({bound_dim} dimensions), but the configured embedder is {embedder_id!r}"
+                f"{f' ({dimension} dimensions)' if dimension else ''}. Either set embedder = {bound!r}"
+                f" again, or rebuild the collection with the new one: ragmem ingest PATH --rebuild"
+                f" (or use another collection with --collection NAME)."
+            )
+
+    def open_for_writing(self, embedder_id: str, dimension: int):
+        """The collection, created and bound to the embedder on first use."""
+        self.check_embedder(embedder_id, dimension)
+        col = self._existing()
+        if col is None:
+            col = self.client.get_or_create_collection(
+                self.name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={EMBEDDER_KEY: embedder_id, DIMENSION_KEY: dimension},
+                embedding_function=None,
+            )
+            self._collection = col
+        return col
+
+    def drop(self) -> bool:
+        """Delete the whole collection; True if there was one."""
+        if self._existing() is None:
+            return False
+        self.client.delete_collection(self.name)
+        self._collection = None
+        return True
+
+    # -- writes ------------------------------------------------------------------------
+    def _batch_size(self) -> int:
+        try:
+            return max(1, int(self.client.get_max_batch_size()))
+        except Exception:  # older servers do not report it
+            return 5000
+
+    def upsert(
+        self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], *, embedder_id: str
+    ) -> None:
+        """Write knowledge-base chunks and their vectors (same ids overwrite)."""
+        self.upsert_records(
+            [c.id for c in chunks],
+            [c.text for c in chunks],
+            vectors,
+            [c.metadata(embedder_id) for c in chunks],
+            embedder_id=embedder_id,
+        )
+
+    def upsert_records(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        metadatas: Sequence[Mapping[str, Any]],
+        *,
+        embedder_id: str,
+    ) -> None:
+        """Write any records (ids, texts, vectors, metadata), batched under the client's limit."""
+        if not len(ids) == len(texts) == len(vectors) == len(metadatas):
+            raise ValueError(f"{len(ids)} ids, {len(texts)} texts, {len(vectors)} vectors, {len(metadatas)} metadatas")
+        if not ids:
+            return
+        col = self.open_for_writing(embedder_id, len(vectors[0]))
+        step = self._batch_size()
+        for start in range(0, len(ids), step):
+            end = start + step
+            col.upsert(
+                ids=list(ids[start:end]),
+                embeddings=[list(v) for v in vectors[start:end]],
+                documents=list(texts[start:end]),
+                metadatas=[dict(m) for m in metadatas[start:end]],
+            )
+
+    def delete(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        col = self._existing()
+        if not ids or col is None:
+            return
+        step = self._batch_size()
+        for start in range(0, len(ids), step):
+            col.delete(ids=ids[start : start + step])
+
+    # -- reads -------------------------------------------------------------------------
+    def count(self) -> int:
+        col = self._existing()
+        return 0 if col is None else int(col.count())
+
+    def ids(self) -> set[str]:
+        """Every chunk id in the collection (paged, so large collections are fine)."""
+        col = self._existing()
+        if col is None:
+            return set()
+        out: set[str] = set()
+        page = 10_000
+        offset = 0
+        while True:
+            got = col.get(include=[], limit=page, offset=offset)
+            out.update(got["ids"])
+            if len(got["ids"]) < page:
+                return out
+            offset += page
+
+    def has_ids(self, ids: Sequence[str]) -> set[str]:
+        col = self._existing()
+        if col is None or not ids:
+            return set()
+        return set(col.get(ids=list(ids), include=[])["ids"])
+
+    def get_records(
+        self, *, where: Mapping[str, Any] | None = None, ids: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[Hit]:
+        """Stored records matching a metadata filter or ids, without ranking (score 0)."""
+        col = self._existing()
+        if col is None:
+            return []
+        got = col.get(
+            ids=list(ids) if ids is not None else None,
+            where=dict(where) if where else None,
+            limit=limit,
+            include=["documents", "metadatas"],
+        )
+        return [
+            self._hit(cid, text, meta, 0.0)
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        ]
+
+    def delete_where(self, where: Mapping[str, Any]) -> int:
+        """Delete every record matching a metadata filter; returns how many."""
+        col = self._existing()
+        if col is None:
+            return 0
+        ids = col.get(where=dict(where), include=[])["ids"]
+        self.delete(ids)
+        return len(ids)
+
+    @staticmethod
+    def _hit(cid: str, text: str | None, meta: Mapping[str, Any] | None, score: float) -> Hit:
+        meta = dict(meta or {})
+        return Hit(
+            chunk_id=cid,
+            text=text or "",
+            score=score,
+            source=str(meta.get("source", "")),
+            page=meta.get("page"),
+            title=meta.get("title"),
+            metadata=meta,
+        )
+
+    def query(
+        self,
+        vector: Sequence[float],
+        *,
+        k: int,
+        where: Mapping[str, Any] | None = None,
+        min_score: float = -1.0,
+    ) -> list[Hit]:
+        """The ``k`` chunks most similar to ``vector``, best first, at or above ``min_score``."""
+        col = self._existing()
+        if col is None:
+            return []
+        n = min(k, col.count())
+        if n == 0:
+            return []
+        result = col.query(
+            query_embeddings=[list(vector)],
+            n_results=n,
+            where=dict(where) if where else None,
+            include=["documents", "metadatas", "distances"],
+        )
+        hits = []
+        for cid, text, meta, dist in zip(
+            result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
+        ):
+            score = distance_to_score(dist)
+            if score >= min_score:
+                hits.append(self._hit(cid, text, meta, score))
+        return hits

@@ -1,0 +1,71 @@
+"""Build ragmem's stages from the effective settings, lazily and once each."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from rag_memory.config import Settings
+from rag_memory.ingest.manifest import Manifest
+from rag_memory.knowledge_base.embedders import Embedder, make_embedder
+from rag_memory.knowledge_base.retrievers import DenseRetriever
+from rag_memory.knowledge_base.store import ChromaStore
+from rag_memory.schema import StoreStatus
+
+
+class Components:
+    """The stages a command needs, built from settings on first use.
+
+    Every attribute can be replaced before use (tests pass fakes that way).
+    """
+
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        if embedder is not None:
+            self.embedder = embedder
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        s = self.settings
+        return make_embedder(s.embedder, device=s.device, batch_size=s.embed_batch_size)
+
+    @cached_property
+    def store(self) -> ChromaStore:
+        s = self.settings
+        return ChromaStore(s.collection, path=None if s.chroma_url else s.chroma_path, url=s.chroma_url)
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        return Manifest(self.settings.manifest_path, self.settings.collection)
+
+    @cached_property
+    def retriever(self) -> DenseRetriever:
+        s = self.settings
+        return DenseRetriever(
+            self.store, self.embedder, top_k=s.top_k, min_score=s.min_score, sources=self.manifest.sources
+        )
+
+    def ingestor(self):
+        from rag_memory.ingest.run import Ingestor
+
+        s = self.settings
+        return Ingestor(
+            self.store,
+            self.manifest,
+            self.embedder,
+            chunk_tokens=s.chunk_tokens,
+            chunk_overlap=s.chunk_overlap,
+            lock_dir=s.home,
+        )
+
+    def status(self) -> StoreStatus:
+        embedder_id, dim = self.store.bound_embedder()
+        documents, _ = self.manifest.counts()
+        return StoreStatus(
+            collection=self.settings.collection,
+            embedder=embedder_id,
+            dimension=dim,
+            documents=documents,
+            chunks=self.store.count(),
+            store_path=self.store.location,
+            last_ingest=self.manifest.last_run(),
+        )

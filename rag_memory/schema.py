@@ -1,0 +1,206 @@
+"""Small frozen dataclasses passed between stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of text from one document, with the page it came from (PDFs) if any."""
+
+    text: str
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadedDocument:
+    """A file turned into text by a loader.
+
+    Attributes:
+        source: Absolute path of the file.
+        title: A human title (first heading, document title, or the file name).
+        sections: The document's text in reading order; one per page for PDFs.
+        content_hash: sha256 of the file's bytes.
+        encoding: The text encoding detected, for text formats.
+    """
+
+    source: str
+    title: str
+    sections: tuple[Section, ...]
+    content_hash: str
+    encoding: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(s.text for s in self.sections)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document small enough to embed whole.
+
+    ``start``/``end`` are character offsets into the section's text (``page`` names the
+    section for PDFs); ``id`` is derived from source, text and chunk settings.
+    """
+
+    id: str
+    text: str
+    source: str
+    title: str
+    index: int
+    start: int
+    end: int
+    page: int | None
+    content_hash: str
+    file_hash: str
+    n_tokens: int
+
+    def metadata(self, embedder_id: str) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "source": self.source,
+            "title": self.title,
+            "chunk_index": self.index,
+            "start": self.start,
+            "end": self.end,
+            "content_hash": self.content_hash,
+            "file_hash": self.file_hash,
+            "embedder": embedder_id,
+            "tokens": self.n_tokens,
+        }
+        if self.page is not None:
+            meta["page"] = self.page
+        return meta
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its cosine similarity to the query (1 = same direction)."""
+
+    chunk_id: str
+    text: str
+    score: float
+    source: str
+    page: int | None = None
+    title: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did (or, with ``dry_run``, would do)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[FileFailure] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    repaired: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "removed": len(self.removed),
+            "unchanged": len(self.unchanged),
+            "chunks_added": self.chunks_added,
+            "chunks_removed": self.chunks_removed,
+            "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
+            "repaired": self.repaired,
+            "seconds": round(self.seconds, 3),
+            "dry_run": self.dry_run,
+            "files": {
+                "added": self.added,
+                "updated": self.updated,
+                "removed": self.removed,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    collection: str
+    embedder: str | None
+    dimension: int | None
+    documents: int
+    chunks: int
+    store_path: str
+    last_ingest: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "embedder": self.embedder,
+            "dimension": self.dimension,
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "store_path": self.store_path,
+            "last_ingest": self.last_ingest,
+        }
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of a conversation, as stored in the chat history."""
+
+    role: str  # "user" | "assistant" | "system"
+    content: str
+    user_id: str
+    session_id: str
+    created_at: str  # ISO 8601, UTC
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A long-term memory recalled for a user.
+
+    ``similarity`` is the cosine similarity to the query; ``score`` blends it with recency
+    and is what memories are ranked and gated by.
+    """
+
+    id: str
+    user_id: str
+    session_id: str
+    text: str
+    kind: str  # "exchange" | "fact" | "summary"
+    created_at: str
+    score: float = 0.0
+    similarity: float = 0.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """Something injected into the prompt, numbered for citation."""
+
+    n: int
+    kind: str  # "document" | "memory"
+    source: str
+    page: int | None
+    score: float
+    text: str
+    cut: bool = False
+    chunk_id: str | None = None
+    created_at: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "kind": self.kind,
+            "source": self.source,
+            "page": self.page,
+            "score": round(self.score, 6),
+            "text": self.text,
+            "cut": self.cut,
+        }

@@ -1,0 +1,1 @@
+"""Shared test helpers: builders for tiny models and real servers."""

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rag_memory.errors import ConfigError
+from rag_memory.ingest.chunking import ChunkSettings, TokenChunker
+from rag_memory.knowledge_base.embedders import HashingEmbedder
+from rag_memory.schema import LoadedDocument, Section
+
+COUNT = HashingEmbedder().count_tokens
+
+ZH = (
+    "检索增强生成把文档切成小块。每一块都要能被嵌入模型完整读入！否则结尾会被悄悄截断？"
+    "所以切块时要按照句号、问号和叹号来断句；这样每一块都是完整的句子。"
+)
+EN = (
+    "Retrieval augmented generation splits documents into chunks. Each chunk must fit the embedder's window! "
+    "Otherwise its end is silently truncated? So chunks are cut at sentence boundaries; each is whole."
+)
+
+
+def doc(*sections: Section, source: str = "/d/a.txt") -> LoadedDocument:
+    return LoadedDocument(source=source, title="a", sections=tuple(sections), content_hash="h")
+
+
+def chunker(max_tokens: int = 20, overlap: int = 0, count=COUNT) -> TokenChunker:
+    return TokenChunker(count, ChunkSettings(max_tokens=max_tokens, overlap=overlap, embedder_id="hashing:64"))
+
+
+def test_chinese_text_is_cut_at_cjk_sentence_punctuation():
+    chunks = chunker(max_tokens=30).chunk(doc(Section(ZH * 2)))
+    assert len(chunks) > 2
+    for c in chunks:
+        assert COUNT(c.text) <= 30
+        assert c.text[-1] in "。！？；", c.text
+
+
+def test_english_text_is_cut_at_sentence_boundaries():
+    chunks = chunker(max_tokens=16).chunk(doc(Section(EN)))
+    assert len(chunks) >= 3
+    for c in chunks:
+        assert c.text[-1] in ".!?;", c.text
+
+
+def test_paragraphs_are_preferred_over_sentences():
+    text = "First paragraph has five words.\n\nSecond paragraph also has words."
+    chunks = chunker(max_tokens=8).chunk(doc(Section(text)))
+    assert [c.text for c in chunks] == ["First paragraph has five words.", "Second paragraph also has words."]
+
+
+def test_offsets_point_at_the_chunk_text_and_pages_are_kept():
+    d = doc(Section(EN, page=1), Section(ZH, page=2))
+    chunks = chunker(max_tokens=16).chunk(d)
+    for c in chunks:
+        section = d.sections[c.page - 1]
+        assert section.text[c.start : c.end] == c.text
+    assert {c.page for c in chunks} == {1, 2}
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+
+
+def test_overlap_repeats_text_between_neighbours():
+    chunks = chunker(max_tokens=12, overlap=4).chunk(doc(Section(" ".join(f"w{i}" for i in range(60)))))
+    assert len(chunks) > 3
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert set(a.text.split()) & set(b.text.split()), (a.text, b.text)
+        assert b.start < a.end
+
+
+def test_ids_are_deterministic_and_depend_on_source_text_and_settings():
+    a = chunker().chunk(doc(Section(EN)))
+    b = chunker().chunk(doc(Section(EN)))
+    assert [c.id for c in a] == [c.id for c in b]
+    other_source = chunker().chunk(doc(Section(EN), source="/d/b.txt"))
+    assert not {c.id for c in a} & {c.id for c in other_source}
+    other_size = chunker(max_tokens=21).chunk(doc(Section(EN)))
+    assert not {c.id for c in a} & {c.id for c in other_size}
+
+
+def test_repeated_text_in_one_file_gets_distinct_ids():
+    chunks = chunker(max_tokens=8).chunk(doc(Section("Same five words are here.\n\n" * 3)))
+    assert len(chunks) == 3
+    assert len({c.id for c in chunks}) == 3
+    assert len({c.content_hash for c in chunks}) == 1
+
+
+def test_editing_one_paragraph_keeps_the_other_chunk_ids():
+    before = chunker(max_tokens=8).chunk(doc(Section("Alpha beta gamma delta epsilon.\n\nZeta eta theta iota kappa.\n\nLambda mu nu xi omicron.")))
+    after = chunker(max_tokens=8).chunk(doc(Section("Alpha beta gamma delta epsilon.\n\nZeta eta CHANGED iota kappa.\n\nLambda mu nu xi omicron.")))
+    assert before[0].id == after[0].id and before[2].id == after[2].id
+    assert before[1].id != after[1].id
+
+
+def test_bad_settings_are_refused_with_the_value():
+    with pytest.raises(ConfigError, match="overlap"):
+        ChunkSettings(max_tokens=20, overlap=15, embedder_id="x")
+    with pytest.raises(ConfigError, match="at least 8"):
+        ChunkSettings(max_tokens=4, overlap=0, embedder_id="x")
+
+
+def test_real_tokenizer_never_gets_a_chunk_over_its_window(minilm):
+    text = ("Tokenizers split rare words like electroencephalography into many pieces. " * 40
+            + "\n\n" + ZH * 20 + "\n\n" + "a" * 3000)
+    limit = 60
+    chunks = chunker(max_tokens=limit, overlap=10, count=minilm.count_tokens).chunk(doc(Section(text)))
+    assert chunks
+    assert max(minilm.count_tokens(c.text) for c in chunks) <= limit
+    assert all(c.n_tokens <= limit for c in chunks)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    text=st.lists(
+        st.sampled_from(list("abc xyz。！？，\n中文字") + ["word ", "。\n\n", ". "]), max_size=200
+    ).map("".join),
+    size=st.integers(min_value=8, max_value=40),
+    overlap=st.integers(min_value=0, max_value=4),
+)
+def test_no_chunk_ever_exceeds_the_limit_and_no_text_is_lost(text, size, overlap):
+    chunks = chunker(max_tokens=size, overlap=overlap).chunk(doc(Section(text)))
+    assert all(COUNT(c.text) <= size for c in chunks)
+    # every non-space character of the input is in some chunk
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.start, c.end))
+    missing = [i for i, ch in enumerate(text) if not ch.isspace() and i not in covered]
+    assert not missing

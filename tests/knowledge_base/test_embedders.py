@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rag_memory.errors import ConfigError, EmbedderError
+from rag_memory.knowledge_base.embedders import HashingEmbedder, SentenceTransformerEmbedder, make_embedder
+
+
+def norm(v):
+    return math.sqrt(sum(x * x for x in v))
+
+
+def cos(a, b):
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+def test_bundled_minilm_loads_offline_and_returns_unit_vectors(minilm, _block_network):
+    vectors = minilm.embed_documents(["Chroma stores vectors.", "长城很长。"])
+    assert minilm.dimension == 384 and len(vectors) == 2 and all(len(v) == 384 for v in vectors)
+    assert all(norm(v) == pytest.approx(1.0, abs=1e-5) for v in vectors)
+    assert minilm.model_id == "sentence-transformers/all-MiniLM-L6-v2"
+    assert minilm.max_tokens == 254  # 256 minus [CLS] and [SEP]
+    assert _block_network == []
+
+
+def test_minilm_ranks_the_related_sentence_first(minilm):
+    q = minilm.embed_query("How are deleted files handled when I ingest again?")
+    docs = minilm.embed_documents(
+        ["Files removed from the folder lose their chunks on the next ingest.", "The weather is sunny today."]
+    )
+    assert cos(q, docs[0]) > cos(q, docs[1]) + 0.2
+
+
+def test_batches_report_progress(minilm):
+    minilm.batch_size = 2
+    try:
+        seen = []
+        minilm.embed_documents([f"text {i}" for i in range(5)], progress=seen.append)
+        assert seen == [2, 2, 1]
+    finally:
+        minilm.batch_size = 64
+
+
+def test_missing_model_is_an_embedder_error_naming_it(tmp_path):
+    with pytest.raises(EmbedderError, match="no-such-model"):
+        SentenceTransformerEmbedder(str(tmp_path / "no-such-model")).warm_up()
+
+
+def test_hashing_embedder_is_deterministic_and_handles_chinese():
+    e = make_embedder("hashing:32")
+    assert isinstance(e, HashingEmbedder) and e.dimension == 32
+    a = e.embed_query("长城 great wall")
+    assert a == e.embed_query("长城 great wall")
+    assert norm(a) == pytest.approx(1.0)
+    assert e.count_tokens("长城 great wall") == 4
+    with pytest.raises(ConfigError, match="hashing:x"):
+        make_embedder("hashing:x")
