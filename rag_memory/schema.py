@@ -204,3 +204,66 @@ class Source:
             "text": self.text,
             "cut": self.cut,
         }
+
+
+@dataclass
+class Answer:
+    """What ``ask`` returns: the answer, what it was built from, and what it cost.
+
+    Attributes:
+        answer: The answer text, with ``[n]`` citations into ``sources``.
+        question: The question as asked.
+        standalone_question: The question used for retrieval (a follow-up rewritten).
+        sources: Everything injected into the prompt, numbered as cited.
+        generator: ``{"backend": ..., "model": ...}``.
+        abstained: True when nothing relevant was found and no answer was generated.
+        tokens: ``prompt``, ``max_new_tokens``, ``context_length``, ``completion``.
+        timings: Seconds per stage.
+        notes: Things the user should know (e.g. why the answer is extractive).
+        explain: Candidates, gate, budgets; filled when asked for.
+    """
+
+    answer: str
+    question: str
+    standalone_question: str
+    user_id: str
+    session_id: str
+    sources: list[Source] = field(default_factory=list)
+    generator: dict[str, str] = field(default_factory=dict)
+    abstained: bool = False
+    tokens: dict[str, int | None] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    explain: dict[str, Any] | None = None
+
+    @property
+    def cited(self) -> list[int]:
+        """Source numbers the answer cites that exist, in order of first citation."""
+        import re
+
+        valid = {s.n for s in self.sources}
+        out: list[int] = []
+        for m in re.finditer(r"\[(\d+)\]", self.answer):
+            n = int(m.group(1))
+            if n in valid and n not in out:
+                out.append(n)
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "answer": self.answer,
+            "question": self.question,
+            "standalone_question": self.standalone_question,
+            "user": self.user_id,
+            "session": self.session_id,
+            "generator": self.generator,
+            "abstained": self.abstained,
+            "sources": [s.as_json() for s in self.sources],
+            "cited": self.cited,
+            "tokens": self.tokens,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "notes": self.notes,
+        }
+        if self.explain is not None:
+            data["explain"] = self.explain
+        return data

@@ -117,3 +117,11 @@ def store_settings(request, settings):
 
     name = f"t-{uuid.uuid4().hex[:12]}"
     return settings.replace(chroma_url=url, collection=name)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory) -> Path:
+    """A folder holding a two-layer random Qwen2 with a ChatML template and an English+Chinese tokenizer."""
+    from tests.helpers.tiny_model import build_tiny_chat_model
+
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat-model"))

@@ -34,20 +34,27 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
+
+def _register_subapps() -> None:
+    # Imported here, after handles_errors exists, because the sub-apps use it.
+    from rag_memory.cli.memory import memory_app
+
+    app.add_typer(memory_app, name="memory", help="List, search, export or forget conversation memory.")
+
 # Options shared by the commands that open a knowledge base.
 HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="Where ragmem keeps its data [env RAGMEM_HOME].", show_default=False)
+    Path | None, typer.Option("--home", help="Where ragmem keeps its data (env RAGMEM_HOME).", show_default=False)
 ]
 CollectionOpt = Annotated[
-    str | None, typer.Option("--collection", "-c", help="Knowledge-base collection [env RAGMEM_COLLECTION].")
+    str | None, typer.Option("--collection", "-c", help="Knowledge-base collection (env RAGMEM_COLLECTION).")
 ]
 EmbedderOpt = Annotated[
     str | None,
-    typer.Option("--embedder", help="Sentence-transformers model id or path, or 'hashing' [env RAGMEM_EMBEDDER]."),
+    typer.Option("--embedder", help="Sentence-transformers model id or path, or 'hashing' (env RAGMEM_EMBEDDER)."),
 ]
 ChromaUrlOpt = Annotated[
     str | None,
-    typer.Option("--chroma-url", help="Use a Chroma server, e.g. http://127.0.0.1:8000 [env RAGMEM_CHROMA_URL]."),
+    typer.Option("--chroma-url", help="Use a Chroma server, e.g. http://127.0.0.1:8000 (env RAGMEM_CHROMA_URL)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
@@ -240,6 +247,171 @@ def status(
     _stdout().print(table)
 
 
+UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Whose long-term memory to use (env RAGMEM_USER).")]
+SessionOpt = Annotated[
+    str | None, typer.Option("--session", "-s", help="Conversation to continue (its recent turns are used).")
+]
+GeneratorOpt = Annotated[
+    str | None,
+    typer.Option("--generator", "-g", help="auto, transformers, openai or extractive (env RAGMEM_GENERATOR)."),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model folder or Hugging Face id (or the served model's name for openai)."),
+]
+GeneratorUrlOpt = Annotated[
+    str | None, typer.Option("--generator-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
+]
+MaxNewOpt = Annotated[int | None, typer.Option("--max-new-tokens", help="Longest answer, in tokens.")]
+TemperatureOpt = Annotated[float | None, typer.Option("--temperature", "-t", help="0 = greedy; above 0 samples.")]
+
+
+def _pipeline(**flags: Any):
+    from rag_memory.pipelines.rag import RagPipeline
+
+    return RagPipeline(_settings(**flags))
+
+
+def _quiet_model_loading() -> None:
+    """transformers 5 draws weight-loading bars on every load; the CLI has its own output."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@app.command()
+@handles_errors
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question.")],
+    user: UserOpt = None,
+    session: SessionOpt = None,
+    generator: GeneratorOpt = None,
+    model: ModelOpt = None,
+    generator_url: GeneratorUrlOpt = None,
+    k: Annotated[int | None, typer.Option("-k", "--top-k", help="Knowledge chunks to retrieve.")] = None,
+    max_new_tokens: MaxNewOpt = None,
+    temperature: TemperatureOpt = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show chunks and memories with scores, the gate, budgets, timings.")
+    ] = False,
+    home: HomeOpt = None,
+    collection: CollectionOpt = None,
+    embedder: EmbedderOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer QUESTION from the knowledge base and your conversation memory, with sources."""
+    from rag_memory.cli.render import print_answer_footer, print_explain
+
+    _quiet_model_loading()
+    rag = _pipeline(
+        home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user,
+        generator=generator, generator_model=model, generator_url=generator_url, top_k=k,
+        max_new_tokens=max_new_tokens, temperature=temperature,
+    )
+    stream = rag.stream(question, session_id=session, explain=explain)
+    out = _stdout()
+    if as_json:
+        for _ in stream:
+            pass
+    else:
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    answer = stream.answer
+    assert answer is not None
+    for note in answer.notes:
+        _stderr().print(f"[yellow]Note:[/] {note}", soft_wrap=True, highlight=False)
+    if as_json:
+        _print_json(answer.as_json())
+        return
+    print_answer_footer(out, answer, display_path)
+    if explain:
+        print_explain(out, answer, display_path)
+
+
+@app.command()
+@handles_errors
+def chat(
+    user: UserOpt = None,
+    session: SessionOpt = None,
+    generator: GeneratorOpt = None,
+    model: ModelOpt = None,
+    generator_url: GeneratorUrlOpt = None,
+    k: Annotated[int | None, typer.Option("-k", "--top-k", help="Knowledge chunks to retrieve.")] = None,
+    max_new_tokens: MaxNewOpt = None,
+    temperature: TemperatureOpt = None,
+    home: HomeOpt = None,
+    collection: CollectionOpt = None,
+    embedder: EmbedderOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+) -> None:
+    """Talk with ragmem: each question uses the session's history and your long-term memory.
+
+    Type /sources to list the last answer's sources, /new for a new session, /exit (or Ctrl-D) to quit.
+    """
+    import uuid
+
+    from rag_memory.cli.render import print_answer_footer
+
+    _quiet_model_loading()
+    rag = _pipeline(
+        home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user,
+        generator=generator, generator_model=model, generator_url=generator_url, top_k=k,
+        max_new_tokens=max_new_tokens, temperature=temperature,
+    )
+    session_id = session or f"chat-{uuid.uuid4().hex[:8]}"
+    out = _stdout()
+    err = _stderr()
+    err.print(f"Session [bold]{session_id}[/] as user [bold]{rag.settings.user}[/]. /exit to quit, /new for a new session.")
+    last = None
+    shown_notes = False
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            sys.stdout.write("\n")
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/new":
+            session_id = f"chat-{uuid.uuid4().hex[:8]}"
+            err.print(f"New session [bold]{session_id}[/].")
+            continue
+        if line == "/sources":
+            if last is not None:
+                print_answer_footer(out, last, display_path)
+            continue
+        try:
+            stream = rag.stream(line, session_id=session_id)
+            sys.stdout.write("ragmem> ")
+            for piece in stream:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        except RagMemoryError as exc:
+            err.print(f"[bold red]Error:[/] {exc}", soft_wrap=True)
+            continue
+        last = stream.answer
+        if last is not None and last.notes and not shown_notes:
+            for note in last.notes:
+                err.print(f"[yellow]Note:[/] {note}", soft_wrap=True)
+            shown_notes = True
+        if last is not None and last.sources:
+            out.print("  " + "  ".join(f"[{s.n}] {_short_source(s)}" for s in last.sources), soft_wrap=True)
+
+
+def _short_source(source) -> str:
+    if source.kind == "memory":
+        return f"memory {source.created_at[:10] if source.created_at else ''}".strip()
+    return display_path(source.source) + (f":{source.page}" if source.page is not None else "")
+
+
 @config_app.command("show")
 @handles_errors
 def config_show(
@@ -265,3 +437,6 @@ def config_show(
 
 def _jsonable(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
+
+
+_register_subapps()

@@ -98,3 +98,50 @@ def print_hits(console: Console, hits: list[Hit], show: Callable[[str], str]) ->
         where = show(hit.source) + (f":{hit.page}" if hit.page is not None else "")
         console.print(f"[bold]{rank}.[/] [cyan]{hit.score:.3f}[/]  [green]{where}[/]", soft_wrap=True)
         console.print(f"   {excerpt(hit.text)}", soft_wrap=True)
+
+
+def print_answer_footer(console: Console, answer, show: Callable[[str], str]) -> None:
+    """The numbered sources under an answer, marking which ones it cites."""
+    if not answer.sources:
+        return
+    cited = set(answer.cited)
+    console.print("\n[bold]Sources[/]")
+    for s in answer.sources:
+        if s.kind == "memory":
+            where = f"memory ({(s.created_at or '')[:10]})"
+        else:
+            where = show(s.source) + (f":{s.page}" if s.page is not None else "")
+        mark = "*" if s.n in cited else " "
+        console.print(f" {mark}[{s.n}] [green]{where}[/] [cyan]{s.score:.3f}[/]{' (cut)' if s.cut else ''}",
+                      soft_wrap=True)
+
+
+def print_explain(console: Console, answer, show: Callable[[str], str]) -> None:
+    """Everything ``--explain`` shows: candidates, memories, the gate, budgets, timings."""
+    info = answer.explain or {}
+    console.print(f"\n[bold]Explain[/]  question used for retrieval: {info.get('standalone_question')!r}")
+    gate = info.get("gate", {})
+    table = Table(title=f"Knowledge chunks (gate {gate.get('knowledge')})", title_justify="left")
+    for col in ("score", "source", "passed gate", "injected"):
+        table.add_column(col)
+    for c in info.get("chunks", []):
+        where = show(c["source"]) + (f":{c['page']}" if c["page"] is not None else "")
+        table.add_row(f"{c['score']:.3f}", where, "yes" if c["passed_gate"] else "no", "yes" if c["injected"] else "no")
+    console.print(table)
+    mems = Table(title=f"Memories (gate {gate.get('memory')})", title_justify="left")
+    for col in ("score", "similarity", "kind", "date", "injected", "text"):
+        mems.add_column(col)
+    for m in info.get("memories", []):
+        mems.add_row(f"{m['score']:.3f}", f"{m['similarity']:.3f}", m["kind"], m["created_at"][:10],
+                     "yes" if m["injected"] else "no", excerpt(m["text"], 60))
+    console.print(mems)
+    budget = info.get("budget", {})
+    bt = Table(title=f"Token budget (prompt {budget.get('prompt_tokens')} of {budget.get('limit')})",
+               title_justify="left")
+    for col in ("section", "budget", "used", "items", "dropped", "cut"):
+        bt.add_column(col)
+    for name, sec in budget.get("sections", {}).items():
+        bt.add_row(name, str(sec["budget"]), str(sec["used"]), str(sec["items"]), str(sec["dropped"]), str(sec["cut"]))
+    console.print(bt)
+    console.print("Timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in answer.timings.items()))
+    console.print("Tokens: " + ", ".join(f"{k} {v}" for k, v in answer.tokens.items()))

@@ -120,5 +120,9 @@ def select_generator(settings: Settings) -> Selection:
         if ok:
             return Selection(_openai(settings), notes)
         notes.append(why)
-    notes.append("answered extractively (the most relevant retrieved sentences, with citations). " + HOW_TO)
-    return Selection(ExtractiveAnswerer(), notes)
+    # One line for the user: what happened, why, and how to change it.
+    summary = (
+        "no language model available, so the answer is extractive (the most relevant retrieved sentences,"
+        f" with citations): {'; '.join(notes)}. {HOW_TO}"
+    )
+    return Selection(ExtractiveAnswerer(), [summary])

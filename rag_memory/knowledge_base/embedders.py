@@ -189,7 +189,7 @@ class HashingEmbedder(Embedder):
     Configure it as ``embedder = "hashing"`` or ``"hashing:DIM"``.
     """
 
-    def __init__(self, dimension: int = 256, *, max_tokens: int = 256, batch_size: int = 256) -> None:
+    def __init__(self, dimension: int = 1024, *, max_tokens: int = 256, batch_size: int = 256) -> None:
         if dimension < 8:
             raise ConfigError(f"hashing embedder dimension must be at least 8, got {dimension}")
         self._dimension = dimension
@@ -236,7 +236,7 @@ def make_embedder(name: str, *, device: str = "auto", batch_size: int = 64) -> E
     if name == "hashing" or name.startswith("hashing:"):
         _, _, dim = name.partition(":")
         try:
-            return HashingEmbedder(int(dim) if dim else 256)
+            return HashingEmbedder(int(dim) if dim else 1024)
         except ValueError as exc:
             raise ConfigError(f"embedder {name!r}: the dimension after 'hashing:' must be a number") from exc
     return SentenceTransformerEmbedder(name, device=device, batch_size=batch_size)

@@ -44,6 +44,29 @@ class Components:
             self.store, self.embedder, top_k=s.top_k, min_score=s.min_score, sources=self.manifest.sources
         )
 
+    @cached_property
+    def history(self):
+        from rag_memory.memory.history import ChatHistory
+
+        return ChatHistory(self.settings.history_path)
+
+    @cached_property
+    def long_term(self):
+        from rag_memory.memory.long_term import LongTermMemory
+
+        s = self.settings
+        store = ChromaStore(s.memory_collection, path=None if s.chroma_url else s.chroma_path, url=s.chroma_url)
+        return LongTermMemory(
+            store, self.embedder, recency_weight=s.memory_recency_weight, half_life_days=s.memory_half_life_days
+        )
+
+    @cached_property
+    def generation(self):
+        """The generator selection (see ``rag_memory.generation.select``)."""
+        from rag_memory.generation.select import select_generator
+
+        return select_generator(self.settings)
+
     def ingestor(self):
         from rag_memory.ingest.run import Ingestor
 

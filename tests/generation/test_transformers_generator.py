@@ -101,7 +101,7 @@ def test_chinese_question_is_answered(generator):
 
 
 def test_context_length_comes_from_the_config_and_respects_max_context(tiny_chat_model, generator):
-    assert generator.context_length == 512
+    assert generator.context_length == 2048
     capped = TransformersGenerator(str(tiny_chat_model), device="cpu", max_context=128)
     assert capped.context_length == 128
     assert generator.device == "cpu"

@@ -58,13 +58,18 @@ def _train_tokenizer(vocab_size: int):
     return fast
 
 
-def build_tiny_chat_model(path: Path, *, vocab_size: int = 1000, seed: int = 0) -> Path:
+def build_tiny_chat_model(
+    path: Path, *, vocab_size: int = 1000, seed: int = 0, shape: dict | None = None, dtype=None
+) -> Path:
     """Save a tiny random-weight Qwen2 chat model and its tokenizer under ``path``.
 
     Args:
         path: The folder to write; created if missing.
         vocab_size: Target size of the trained BPE vocabulary (the corpus may give fewer).
         seed: Torch seed for the random weights, so every build is the same model.
+        shape: Qwen2Config fields to override (e.g. a real model's hidden size and layers, for
+            speed measurements: speed does not depend on the weights' values).
+        dtype: torch dtype to save the weights in (default float32).
 
     Returns:
         ``path``, ready for ``AutoTokenizer``/``AutoModelForCausalLM.from_pretrained``.
@@ -82,14 +87,19 @@ def build_tiny_chat_model(path: Path, *, vocab_size: int = 1000, seed: int = 0) 
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=2048,
         tie_word_embeddings=False,
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    for key, value in (shape or {}).items():
+        setattr(config, key, value)
+    config.vocab_size = max(config.vocab_size, len(tokenizer))
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
+    if dtype is not None:
+        model = model.to(dtype)
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )

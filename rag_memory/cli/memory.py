@@ -1,0 +1,344 @@
+"""``ragmem memory …``: look into, search, export and delete conversation memory.
+
+Two stores are involved: the chat history (SQLite, every turn) and the long-term memory
+(a Chroma collection of embedded exchanges and facts). Commands that only read the
+history never open Chroma, and only ``search`` embeds anything, so only it loads the
+embedding model. Heavy modules are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rag_memory.config import Settings
+    from rag_memory.memory.history import ChatHistory
+    from rag_memory.memory.long_term import LongTermMemory
+
+memory_app = typer.Typer(
+    help="Inspect, search, export and delete conversation memory.",
+    no_args_is_help=True,
+)
+
+UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Only this user's memory.", show_default=False)]
+SessionOpt = Annotated[
+    str | None, typer.Option("--session", "-s", help="Only this session (conversation).", show_default=False)
+]
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="Where ragmem keeps its data (env RAGMEM_HOME).", show_default=False)
+]
+EmbedderOpt = Annotated[
+    str | None,
+    typer.Option("--embedder", help="Sentence-transformers model id or path, or 'hashing' (env RAGMEM_EMBEDDER)."),
+]
+ChromaUrlOpt = Annotated[
+    str | None,
+    typer.Option("--chroma-url", help="Use a Chroma server, e.g. http://127.0.0.1:8000 (env RAGMEM_CHROMA_URL)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+
+
+def _handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``rag_memory.cli.app.handles_errors``, looked up at call time (app.py imports this module)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rag_memory.cli.app import handles_errors
+
+        return handles_errors(func)(*args, **kwargs)
+
+    return wrapper
+
+
+# -- building the stores -------------------------------------------------------------------
+def _settings(**flags: Any) -> Settings:
+    from rag_memory.config import Settings
+
+    return Settings.load(flags)
+
+
+def _history(settings: Settings) -> ChatHistory:
+    from rag_memory.memory.history import ChatHistory
+
+    return ChatHistory(settings.history_path)
+
+
+def _long_term(settings: Settings) -> LongTermMemory:
+    """The long-term memory; building it loads no model (the embedder loads on first embed)."""
+    from rag_memory.knowledge_base.embedders import make_embedder
+    from rag_memory.knowledge_base.store import ChromaStore
+    from rag_memory.memory.long_term import LongTermMemory
+
+    store = ChromaStore(settings.memory_collection, path=settings.chroma_path, url=settings.chroma_url)
+    embedder = make_embedder(settings.embedder, device=settings.device, batch_size=settings.embed_batch_size)
+    return LongTermMemory(
+        store, embedder, recency_weight=settings.memory_recency_weight, half_life_days=settings.memory_half_life_days
+    )
+
+
+# -- output --------------------------------------------------------------------------------
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def _console(*, stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _turn_json(turn: Any) -> dict[str, Any]:
+    return dataclasses.asdict(turn)
+
+
+def _memory_json(memory: Any, *, scored: bool = False) -> dict[str, Any]:
+    data = dataclasses.asdict(memory)
+    if scored:
+        data["score"] = round(memory.score, 6)
+        data["similarity"] = round(memory.similarity, 6)
+    else:
+        data.pop("score")
+        data.pop("similarity")
+    return data
+
+
+def _excerpt(text: str, width: int = 100) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _scope(user: str | None, session: str | None) -> str:
+    if user and session:
+        return f"user {user!r}, session {session!r}"
+    if user:
+        return f"user {user!r}"
+    if session:
+        return f"session {session!r}"
+    return "all users"
+
+
+def _print_turns(console: Any, turns: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table("id", "when", "user", "session", "role", "content")
+    for t in turns:
+        table.add_row(str(t.id), t.created_at[:19], t.user_id, t.session_id, t.role, _excerpt(t.content))
+    console.print(table)
+
+
+def _print_memories(console: Any, memories: list[Any], *, scored: bool = False) -> None:
+    from rich.table import Table
+
+    columns = (["score"] if scored else []) + ["when", "user", "session", "kind", "text"]
+    table = Table(*columns)
+    for m in memories:
+        row = [m.created_at[:19], m.user_id, m.session_id, m.kind, _excerpt(m.text)]
+        table.add_row(*([f"{m.score:.3f}"] if scored else []), *row)
+    console.print(table)
+
+
+# -- commands ------------------------------------------------------------------------------
+@memory_app.command("list")
+@_handles_errors
+def list_memory(
+    user: UserOpt = None,
+    session: SessionOpt = None,
+    memories: Annotated[
+        bool, typer.Option("--memories", "-m", help="Also list long-term memories (opens the Chroma store).")
+    ] = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List stored conversations, or with --session the turns of one conversation."""
+    settings = _settings(home=home, chroma_url=chroma_url)
+    history = _history(settings)
+    data: dict[str, Any] = {"user": user, "session": session}
+    if session is None:
+        sessions = history.sessions(user)
+        data["sessions"] = [dataclasses.asdict(s) for s in sessions]
+    else:
+        owners = [user] if user is not None else [s.user_id for s in history.sessions() if s.session_id == session]
+        turns = [t for owner in owners for t in history.turns(owner, session)]
+        data["turns"] = [_turn_json(t) for t in turns]
+    stored = _long_term(settings).list(user, session) if memories else []
+    if memories:
+        data["memories"] = [_memory_json(m) for m in stored]
+    if as_json:
+        _print_json(data)
+        return
+
+    from rich.table import Table
+
+    console = _console()
+    if session is None:
+        if not sessions:
+            _console(stderr=True).print(f"No conversations stored for {_scope(user, None)}.")
+        else:
+            table = Table("user", "session", "turns", "first", "last")
+            for s in sessions:
+                table.add_row(s.user_id, s.session_id, str(s.turns), s.first_at[:19], s.last_at[:19])
+            console.print(table)
+    elif not turns:
+        _console(stderr=True).print(f"No turns stored for {_scope(user, session)}.")
+    else:
+        _print_turns(console, turns)
+    if memories:
+        if stored:
+            _print_memories(console, stored)
+        else:
+            _console(stderr=True).print(f"No long-term memories for {_scope(user, session)}.")
+
+
+@memory_app.command("search")
+@_handles_errors
+def search_memory(
+    query: Annotated[str, typer.Argument(help="Text to look for.")],
+    user: UserOpt = None,
+    session: SessionOpt = None,
+    k: Annotated[int | None, typer.Option("-k", "--top-k", help="How many long-term memories.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most history turns to show.")] = 20,
+    home: HomeOpt = None,
+    embedder: EmbedderOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the chat history (substring) and long-term memories (by meaning).
+
+    Long-term memories are searched for --user, or the configured user when it is not
+    given: memories are never searched across users.
+    """
+    settings = _settings(home=home, embedder=embedder, chroma_url=chroma_url)
+    turns = _history(settings).search(query, user_id=user, session_id=session, limit=limit)
+    memory_user = user or settings.user
+    top_k = k if k is not None else max(settings.memory_top_k, 1)
+    recalled = _long_term(settings).recall(memory_user, query, k=top_k * (4 if session else 1))
+    if session is not None:
+        recalled = [m for m in recalled if m.session_id == session][:top_k]
+    if as_json:
+        _print_json(
+            {
+                "query": query,
+                "user": user,
+                "session": session,
+                "memory_user": memory_user,
+                "turns": [_turn_json(t) for t in turns],
+                "memories": [_memory_json(m, scored=True) for m in recalled],
+            }
+        )
+        return
+    console = _console()
+    if turns:
+        console.print(f"[bold]History[/] ({len(turns)} turns containing {query!r})")
+        _print_turns(console, turns)
+    else:
+        _console(stderr=True).print(f"No history turn contains {query!r} ({_scope(user, session)}).")
+    if recalled:
+        console.print(f"[bold]Long-term memories[/] of user {memory_user!r}")
+        _print_memories(console, recalled, scored=True)
+    else:
+        _console(stderr=True).print(f"No long-term memories of user {memory_user!r} match.")
+
+
+@memory_app.command("forget")
+@_handles_errors
+def forget_memory(
+    user: Annotated[str, typer.Option("--user", "-u", help="Whose memory to delete.", show_default=False)],
+    session: SessionOpt = None,
+    home: HomeOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a user's history turns and long-term memories (only one session's with --session)."""
+    settings = _settings(home=home, chroma_url=chroma_url)
+    turns = _history(settings).delete(user, session)
+    memories = _long_term(settings).forget(user, session)
+    if as_json:
+        _print_json({"user": user, "session": session, "turns_deleted": turns, "memories_deleted": memories})
+        return
+    _console().print(f"Forgot {turns} turns and {memories} long-term memories of {_scope(user, session)}.")
+
+
+@memory_app.command("export")
+@_handles_errors
+def export_memory(
+    user: UserOpt = None,
+    session: SessionOpt = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the JSON to this file instead of stdout.")
+    ] = None,
+    home: HomeOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+) -> None:
+    """Export history turns, session summaries and long-term memories as JSON."""
+    settings = _settings(home=home, chroma_url=chroma_url)
+    history = _history(settings)
+    sessions = [s for s in history.sessions(user) if session is None or s.session_id == session]
+    turns = [t for s in reversed(sessions) for t in history.turns(s.user_id, s.session_id)]
+    summaries = [s for s in history.summaries(user) if session is None or s["session_id"] == session]
+    memories = _long_term(settings).list(user, session)
+    data = {
+        "exported_at": datetime.now(UTC).isoformat(),
+        "user": user,
+        "session": session,
+        "turns": [_turn_json(t) for t in turns],
+        "summaries": summaries,
+        "memories": [_memory_json(m) for m in memories],
+    }
+    if output is None:
+        _print_json(data)
+        return
+    from rag_memory.errors import MemoryStoreError
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise MemoryStoreError(f"cannot write the export to {output}: {exc.strerror}. Choose another --output.") from exc
+    _console(stderr=True).print(
+        f"Exported {len(turns)} turns and {len(memories)} long-term memories of {_scope(user, session)} to {output}."
+    )
+
+
+@memory_app.command("clear")
+@_handles_errors
+def clear_memory(
+    user: UserOpt = None,
+    session: SessionOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete all conversation memory: every user's history and long-term memories.
+
+    With --user (and --session) only that user's (session's) memory goes, as with `forget`.
+    """
+    settings = _settings(home=home, chroma_url=chroma_url)
+    if session is not None and user is None:
+        from rag_memory.errors import ConfigError
+
+        raise ConfigError("--session needs --user: sessions belong to a user")
+    what = _scope(user, session) if user else f"all users (history {settings.history_path}," \
+        f" long-term memory {settings.memory_collection!r} at {settings.store_location})"
+    if not yes:
+        typer.confirm(f"Delete the conversation history and long-term memories of {what}?", abort=True)
+    history = _history(settings)
+    long_term = _long_term(settings)
+    if user is None:
+        turns, memories = history.clear(), long_term.clear()
+    else:
+        turns, memories = history.delete(user, session), long_term.forget(user, session)
+    if as_json:
+        _print_json({"user": user, "session": session, "turns_deleted": turns, "memories_deleted": memories})
+        return
+    _console().print(f"Deleted {turns} turns and {memories} long-term memories of {what}.")

@@ -1,0 +1,294 @@
+"""The RAG pipeline: question (+ session, user) in; answer, sources and costs out.
+
+    condense follow-up ─► retrieve knowledge (gate) ─► recall long-term memory (gate)
+      ─► fuse under the token budget ─► generate (stream) ─► store the turn ─► Answer
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rag_memory.config import Settings
+from rag_memory.errors import ConfigError
+from rag_memory.generation.base import ChatMessage, GenerationConfig
+from rag_memory.lang import is_chinese
+from rag_memory.pipelines.components import Components
+from rag_memory.pipelines.fusion import PromptFuser
+from rag_memory.schema import Answer, Hit, Memory
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 20  # turns read from the session; fusion keeps what fits
+EXTRACTIVE_CONTEXT = 4096  # the notional window used to size what the extractive answer reads
+
+NOTHING_RELEVANT = {
+    "en": "The knowledge base has nothing relevant to this question, so I will not guess.",
+    "zh": "知识库中没有与这个问题相关的内容，我不做猜测。",
+}
+NOTED = {"en": "Noted. I will remember: ", "zh": "好的，我记住了："}
+
+
+class AnswerStream:
+    """Iterate to get the answer's text pieces as they are generated; then read ``answer``."""
+
+    def __init__(self, pieces: Iterator[str]) -> None:
+        self._pieces = pieces
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._pieces
+
+
+class RagPipeline:
+    """Knowledge and conversation memory fused into one prompt for a generator.
+
+    Args:
+        settings: The effective settings (default: ``Settings.load()``).
+        components: The stages; built from ``settings`` when not given (tests pass fakes).
+
+    Example:
+        >>> rag = RagPipeline()
+        >>> answer = rag.ask("What happens to deleted files on re-ingest?", session_id="s1")
+        >>> answer.answer, [s.source for s in answer.sources]
+    """
+
+    def __init__(self, settings: Settings | None = None, *, components: Components | None = None) -> None:
+        if components is not None and settings is not None and components.settings is not settings:
+            raise ConfigError("pass settings or components, not both with different settings")
+        self.components = components or Components(settings or Settings.load())
+        self.settings = self.components.settings
+
+    # -- public ------------------------------------------------------------------------
+    def ask(
+        self,
+        question: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        top_k: int | None = None,
+        config: GenerationConfig | None = None,
+        explain: bool = False,
+    ) -> Answer:
+        """Answer ``question`` from the knowledge base and the user's memory; see ``stream``."""
+        stream = self.stream(
+            question, session_id=session_id, user_id=user_id, top_k=top_k, config=config, explain=explain
+        )
+        for _ in stream:
+            pass
+        assert stream.answer is not None
+        return stream.answer
+
+    def stream(
+        self,
+        question: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        top_k: int | None = None,
+        config: GenerationConfig | None = None,
+        explain: bool = False,
+    ) -> AnswerStream:
+        """Answer ``question`` piece by piece.
+
+        Args:
+            question: The question as the user typed it.
+            session_id: The conversation it belongs to; its recent turns are used and it is
+                stored there. ``None`` starts a new one-off session.
+            user_id: Whose long-term memory to read and write (default: the ``user`` setting).
+            top_k: Knowledge chunks to retrieve (default: the ``top_k`` setting).
+            config: Decoding settings (default: from the settings).
+            explain: Also collect candidates, scores, the gate and budgets in ``Answer.explain``.
+
+        Returns:
+            An iterable of text pieces; after it is exhausted, ``.answer`` holds the ``Answer``.
+        """
+        if not question or not question.strip():
+            raise ConfigError("the question is empty; ask something")
+        s = self.settings
+        config = config or GenerationConfig(max_new_tokens=s.max_new_tokens, temperature=s.temperature)
+        stream = AnswerStream(iter(()))
+        stream._pieces = self._run(
+            question.strip(),
+            session_id or f"ask-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+            user_id or s.user,
+            top_k or s.top_k,
+            config,
+            explain,
+            stream,
+        )
+        return stream
+
+    # -- the run -----------------------------------------------------------------------
+    def _run(
+        self, question: str, session_id: str, user_id: str, top_k: int, config: GenerationConfig,
+        explain: bool, out: AnswerStream,
+    ) -> Iterator[str]:
+        from rag_memory.memory.condense import condense_question
+        from rag_memory.memory.facts import extract_facts
+
+        parts = self.components
+        s = self.settings
+        timings: dict[str, float] = {}
+        lang = "zh" if is_chinese(question) else "en"
+
+        with _timed(timings, "load_generator"):
+            selection = parts.generation
+        gen = selection.generator
+        llm = None if selection.extractive else gen
+
+        with _timed(timings, "history"):
+            recent = parts.history.turns(user_id, session_id, limit=HISTORY_TURNS)
+            stored_summary = parts.history.summary(user_id, session_id)
+        with _timed(timings, "condense"):
+            rewrite = (lambda prompt: llm.generate([ChatMessage("user", prompt)], GenerationConfig(64))) if llm else None
+            standalone = condense_question(question, recent, rewrite=rewrite)
+        with _timed(timings, "retrieve"):
+            candidates = parts.retriever.retrieve(standalone, top_k=top_k)
+            hits = [h for h in candidates if h.score >= s.relevance_gate]
+        with _timed(timings, "recall"):
+            memories: list[Memory] = []
+            if s.memory_top_k:
+                memories = parts.long_term.recall(
+                    user_id, standalone, k=s.memory_top_k, min_score=s.memory_min_score
+                )
+
+        facts = extract_facts(question)
+        with _timed(timings, "fuse"):
+            if llm is not None:
+                fuser = PromptFuser(
+                    llm.count_message_tokens, llm.count_tokens,
+                    context_length=llm.context_length, max_new_tokens=config.max_new_tokens,
+                )
+            else:
+                from rag_memory.generation.openai_compatible import approximate_tokens
+
+                fuser = PromptFuser(
+                    lambda msgs: sum(approximate_tokens(m.content) + 4 for m in msgs), approximate_tokens,
+                    context_length=EXTRACTIVE_CONTEXT, max_new_tokens=config.max_new_tokens,
+                )
+            fused = fuser.fuse(
+                question,
+                hits=hits,
+                memories=memories,
+                recent=recent,
+                summary=stored_summary[0] if stored_summary else None,
+            )
+
+        notes = list(selection.notes)
+        abstained = not hits and not memories
+        if not abstained and not fused.sources:
+            notes.append(
+                f"the prompt had no room for any retrieved source within the model's {fuser.context_length}-token"
+                " context after the instructions, recent turns and question; lower --max-new-tokens or use a"
+                " model with a longer context"
+            )
+            abstained = True
+        pieces: list[str] = []
+        started = time.perf_counter()
+        if abstained:
+            text = (NOTED[lang] + " ".join(facts)) if facts else NOTHING_RELEVANT[lang]
+            pieces.append(text)
+            yield text
+        elif llm is None:
+            text = gen.answer(standalone, fused.sources)
+            pieces.append(text)
+            yield text
+        else:
+            for piece in llm.stream(fused.messages, config):
+                pieces.append(piece)
+                yield piece
+        timings["generate"] = time.perf_counter() - started
+        answer_text = "".join(pieces).strip()
+
+        with _timed(timings, "store"):
+            self._store(user_id, session_id, question, answer_text, abstained, recent, fused.history, llm)
+
+        usage = getattr(llm, "last_usage", None) if llm is not None and not abstained else None
+        answer = Answer(
+            answer=answer_text,
+            question=question,
+            standalone_question=standalone,
+            user_id=user_id,
+            session_id=session_id,
+            sources=fused.sources,
+            generator={"backend": gen.backend, "model": gen.model_id},
+            abstained=abstained,
+            tokens={
+                "prompt": fused.prompt_tokens if llm is not None else None,
+                "max_new_tokens": config.max_new_tokens,
+                "context_length": llm.context_length if llm is not None else None,
+                "completion": usage.completion_tokens if usage else None,
+            },
+            timings=timings,
+            notes=notes,
+        )
+        if usage and usage.seconds_to_first_token is not None:
+            timings["first_token"] = usage.seconds_to_first_token
+        if explain:
+            answer.explain = self._explain(candidates, hits, memories, fused, standalone)
+        out.answer = answer
+
+    def _store(self, user_id, session_id, question, answer, abstained, recent, kept, llm) -> None:
+        from rag_memory.memory.summarise import summarise_turns
+
+        parts = self.components
+        parts.history.add(user_id, session_id, "user", question)
+        parts.history.add(user_id, session_id, "assistant", answer)
+        if abstained:
+            # Nothing learned from the knowledge base, but what the user said about
+            # themselves is still worth keeping.
+            from rag_memory.memory.facts import extract_facts
+
+            for fact in extract_facts(question):
+                parts.long_term.remember(user_id, session_id, fact, kind="fact")
+        else:
+            parts.long_term.remember_exchange(user_id, session_id, question, answer)
+        # Turns that no longer fit the window are folded into the session's running summary.
+        kept_ids = {t.id for t in kept}
+        fell_out = [t for t in recent if t.id not in kept_ids]
+        previous = parts.history.summary(user_id, session_id)
+        upto = previous[1] if previous else 0
+        new = [t for t in fell_out if t.id is not None and t.id > upto]
+        if new:
+            generate = None
+            if llm is not None:
+                def generate(prompt: str) -> str:
+                    return llm.generate([ChatMessage("user", prompt)], GenerationConfig(160))
+            summary = summarise_turns(new, previous=previous[0] if previous else None, generate=generate)
+            if summary:
+                parts.history.set_summary(user_id, session_id, summary, max(t.id for t in new))
+
+    def _explain(self, candidates: list[Hit], hits: list[Hit], memories: list[Memory], fused, standalone) -> dict[str, Any]:
+        passed = {h.chunk_id for h in hits}
+        injected = {s.chunk_id for s in fused.sources}
+        return {
+            "standalone_question": standalone,
+            "gate": {"knowledge": self.settings.relevance_gate, "memory": self.settings.memory_min_score},
+            "chunks": [
+                {"chunk_id": h.chunk_id, "source": h.source, "page": h.page, "score": round(h.score, 4),
+                 "passed_gate": h.chunk_id in passed, "injected": h.chunk_id in injected}
+                for h in candidates
+            ],
+            "memories": [
+                {"id": m.id, "kind": m.kind, "created_at": m.created_at, "similarity": round(m.similarity, 4),
+                 "score": round(m.score, 4), "injected": m.id in injected, "text": m.text}
+                for m in memories
+            ],
+            "budget": {"limit": fused.limit, "prompt_tokens": fused.prompt_tokens,
+                       "sections": {k: v.as_json() for k, v in fused.sections.items()}},
+            "recent_turns": len(fused.history),
+        }
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
