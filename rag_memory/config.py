@@ -19,6 +19,7 @@ from typing import Any
 from rag_memory.errors import ConfigError
 
 CONFIG_FILE = "ragmem.toml"
+_DEFAULT_OVERLAP = 32
 ENV_PREFIX = "RAGMEM_"
 
 
@@ -68,7 +69,7 @@ class Settings:
     device: str = "auto"
     embed_batch_size: int = 64
     chunk_tokens: int = 200
-    chunk_overlap: int = 32
+    chunk_overlap: int = _DEFAULT_OVERLAP
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     chroma_url: str | None = None
@@ -89,7 +90,7 @@ class Settings:
     max_new_tokens: int = 384
     temperature: float = 0.0
     context_length: int | None = None
-    relevance_gate: float = 0.25
+    relevance_gate: float = 0.3
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -208,21 +209,18 @@ class Settings:
             apply(home_layer, f"{home_file}")
         if project_layer:
             apply(project_layer, f"{project_file}")
-        apply(
-            {
-                name: env[ENV_PREFIX + name.upper()]
-                for name in _field_names()
-                if env.get(ENV_PREFIX + name.upper()) not in (None, "")
-            },
-            "env",
-        )
+        for name in _field_names():
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw not in (None, ""):
+                apply({name: raw}, f"env {ENV_PREFIX}{name.upper()}")
         if overrides:
             apply({k: v for k, v in overrides.items() if v is not None}, "cli")
         for name in _field_names():
             sources.setdefault(name, "default")
-        for key, where in list(sources.items()):
-            if where == "env":
-                sources[key] = f"env {ENV_PREFIX}{key.upper()}"
+        if "chunk_overlap" not in values and "chunk_tokens" in values:
+            # Only the size was chosen: keep the default overlap's share rather than refuse.
+            values["chunk_overlap"] = min(_DEFAULT_OVERLAP, int(values["chunk_tokens"]) // 4)
+            sources["chunk_overlap"] = "default, scaled to chunk_tokens"
         settings = cls(**values)
         settings.sources = sources
         return settings

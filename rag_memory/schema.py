@@ -106,7 +106,15 @@ class IngestReport:
     chunks_removed: int = 0
     repaired: int = 0
     seconds: float = 0.0
+    write_seconds: float = 0.0
     dry_run: bool = False
+
+    @property
+    def chunks_per_second(self) -> float | None:
+        """Chunks added per second of loading, chunking, embedding and writing (model load excluded)."""
+        if not self.chunks_added or self.write_seconds <= 0:
+            return None
+        return self.chunks_added / self.write_seconds
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +127,7 @@ class IngestReport:
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
             "repaired": self.repaired,
             "seconds": round(self.seconds, 3),
+            "chunks_per_second": None if self.chunks_per_second is None else round(self.chunks_per_second, 1),
             "dry_run": self.dry_run,
             "files": {
                 "added": self.added,

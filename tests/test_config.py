@@ -72,3 +72,17 @@ def test_unknown_or_broken_config_file_is_refused_with_its_path():
     Path("ragmem.toml").write_text("top_k = [\n")
     with pytest.raises(ConfigError, match="ragmem.toml is not valid TOML"):
         Settings.load()
+
+
+def test_an_env_error_names_the_variable(monkeypatch):
+    monkeypatch.setenv("RAGMEM_TOP_K", "abc")
+    with pytest.raises(ConfigError, match="RAGMEM_TOP_K"):
+        Settings.load()
+
+
+def test_choosing_only_a_small_chunk_size_scales_the_overlap():
+    s = Settings.load({"chunk_tokens": 50})
+    assert (s.chunk_tokens, s.chunk_overlap) == (50, 12)
+    assert s.sources["chunk_overlap"] == "default, scaled to chunk_tokens"
+    with pytest.raises(ConfigError, match="chunk_overlap"):
+        Settings.load({"chunk_tokens": 50, "chunk_overlap": 40})

@@ -107,18 +107,26 @@ def display_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
+def _quiet_model_loading() -> None:
+    """transformers 5 draws weight-loading bars on every load; the CLI has its own output."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 @app.callback()
 def main(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")] = 0,
 ) -> None:
     """Local-first retrieval-augmented generation with memory."""
+    _quiet_model_loading()
     level = logging.WARNING - 10 * min(verbose, 2)
     from rich.logging import RichHandler
 
     logging.basicConfig(
         level=level, format="%(message)s", handlers=[RichHandler(console=_stderr(), show_path=False)], force=True
     )
-    for noisy in ("chromadb", "httpx", "sentence_transformers", "urllib3"):
+    for noisy in ("chromadb", "httpx", "sentence_transformers", "urllib3", "pypdf"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -272,13 +280,6 @@ def _pipeline(**flags: Any):
     return RagPipeline(_settings(**flags))
 
 
-def _quiet_model_loading() -> None:
-    """transformers 5 draws weight-loading bars on every load; the CLI has its own output."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-
-
 @app.command()
 @handles_errors
 def ask(
@@ -303,7 +304,6 @@ def ask(
     """Answer QUESTION from the knowledge base and your conversation memory, with sources."""
     from rag_memory.cli.render import print_answer_footer, print_explain
 
-    _quiet_model_loading()
     rag = _pipeline(
         home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user,
         generator=generator, generator_model=model, generator_url=generator_url, top_k=k,
@@ -356,7 +356,6 @@ def chat(
 
     from rag_memory.cli.render import print_answer_footer
 
-    _quiet_model_loading()
     rag = _pipeline(
         home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user,
         generator=generator, generator_model=model, generator_url=generator_url, top_k=k,

@@ -84,8 +84,8 @@ def print_ingest_report(console: Console, report: IngestReport, show: Callable[[
         console.print("[red]Failed files[/] (everything else was ingested):")
         for f in report.failed:
             console.print(f"  {show(f.path)}: {f.reason}", soft_wrap=True)
-    if not report.dry_run and report.seconds > 0 and report.chunks_added:
-        console.print(f"{report.chunks_added / report.seconds:,.1f} chunks/s")
+    if report.chunks_per_second:
+        console.print(f"{report.chunks_per_second:,.1f} chunks/s (loading, chunking, embedding and writing)")
 
 
 def excerpt(text: str, width: int = 240) -> str:

@@ -7,6 +7,7 @@ embedder reads: nothing is silently truncated at embedding time.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,9 +35,18 @@ SEPARATORS = [
 ]
 
 
+# A Markdown heading starts a new segment, so it opens the chunk of its section instead of
+# trailing at the end of the previous one.
+_HEADING = re.compile(r"(?m)^(?=#{1,6}[ \t])")
+
+
 @dataclass(frozen=True)
 class ChunkSettings:
-    """How documents are cut; part of every chunk id, so a change re-chunks everything."""
+    """How documents are cut; part of every chunk id, so a change re-chunks everything.
+
+    ``max_tokens`` is the size asked for; the chunker lowers it to the embedder's window when
+    that is smaller (the key stays the same, since the embedder id is part of it).
+    """
 
     max_tokens: int
     overlap: int
@@ -61,11 +71,16 @@ class TokenChunker:
     Args:
         count_tokens: The embedder's token counter (special tokens excluded).
         settings: Size, overlap and the embedder id.
+        limit: The embedder's window; chunks never exceed it, whatever ``settings`` asks.
     """
 
-    def __init__(self, count_tokens: Callable[[str], int], settings: ChunkSettings) -> None:
+    def __init__(
+        self, count_tokens: Callable[[str], int], settings: ChunkSettings, *, limit: int | None = None
+    ) -> None:
         self.count_tokens = count_tokens
         self.settings = settings
+        self.max_tokens = min(settings.max_tokens, limit) if limit else settings.max_tokens
+        self.overlap = min(settings.overlap, self.max_tokens // 2)
         self._splitters: dict[int, object] = {}
 
     def _splitter(self, size: int):
@@ -76,7 +91,7 @@ class TokenChunker:
                 separators=SEPARATORS,
                 keep_separator="end",
                 chunk_size=size,
-                chunk_overlap=min(self.settings.overlap, size // 2),
+                chunk_overlap=min(self.overlap, size // 2),
                 length_function=self.count_tokens,
                 strip_whitespace=True,
             )
@@ -84,17 +99,19 @@ class TokenChunker:
 
     def split_text(self, text: str) -> list[tuple[str, int, int]]:
         """(chunk text, start, end) with character offsets into ``text``."""
-        pieces = self._fit(text, self.settings.max_tokens)
         out: list[tuple[str, int, int]] = []
-        cursor = 0
-        for piece in pieces:
-            start = text.find(piece, cursor)
-            if start < 0:  # the splitter only strips and cuts, so this does not happen
-                start = text.find(piece)
-            end = start + len(piece)
-            out.append((piece, start, end))
-            # Overlapping chunks start before the previous one ends.
-            cursor = start + 1
+        bounds = [m.start() for m in _HEADING.finditer(text)]
+        starts = [0] + [b for b in bounds if b > 0]
+        for seg_start, seg_end in zip(starts, starts[1:] + [len(text)], strict=True):
+            segment = text[seg_start:seg_end]
+            cursor = 0
+            for piece in self._fit(segment, self.max_tokens):
+                start = segment.find(piece, cursor)
+                if start < 0:  # the splitter only strips and cuts, so this does not happen
+                    start = segment.find(piece)
+                out.append((piece, seg_start + start, seg_start + start + len(piece)))
+                # Overlapping chunks start before the previous one ends.
+                cursor = start + 1
         return out
 
     def _fit(self, text: str, size: int) -> list[str]:
@@ -107,7 +124,7 @@ class TokenChunker:
         for piece in self._splitter(size).split_text(text):
             if not piece.strip():
                 continue
-            if self.count_tokens(piece) <= self.settings.max_tokens:
+            if self.count_tokens(piece) <= self.max_tokens:
                 result.append(piece)
             elif size > 8:
                 result.extend(self._fit(piece, max(8, size - max(2, size // 10))))

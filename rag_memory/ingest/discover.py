@@ -61,20 +61,26 @@ def discover(
         IngestError: An input does not exist or is neither a file nor a folder.
     """
     found = Discovery()
-    seen_real: set[str] = set()
+    by_real: dict[str, int] = {}  # real path -> index in found.files
 
-    def add(path: Path, rel: str, explicit: bool) -> None:
-        if exclude and _matches(rel, exclude):
+    def add(path: Path, rel: str, explicit: bool, root_real: str | None = None) -> None:
+        real = os.path.realpath(path)
+        # A file reached through a link is judged by where it really lives too, so a link
+        # cannot smuggle in what --exclude keeps out.
+        rel_real = os.path.relpath(real, root_real).replace(os.sep, "/") if root_real else rel
+        if exclude and (_matches(rel, exclude) or _matches(rel_real, exclude)):
             return
         if include and not explicit and not _matches(rel, include):
             return
         if path.suffix.lower() not in SUPPORTED_SUFFIXES and not explicit:
             found.skipped.append((path, "unsupported file type"))
             return
-        real = os.path.realpath(path)
-        if real in seen_real:
+        if real in by_real:
+            # The same file twice (through a link): keep the path that is not a link.
+            if os.path.abspath(path) == real:
+                found.files[by_real[real]] = path
             return
-        seen_real.add(real)
+        by_real[real] = len(found.files)
         found.files.append(path)
 
     for raw in paths:
@@ -120,7 +126,7 @@ def discover(
                     continue
                 if not full.is_file():
                     continue
-                add(full, rel_dir + name, explicit=False)
+                add(full, rel_dir + name, explicit=False, root_real=root_real)
     return found
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ CREATE TABLE IF NOT EXISTS pending (
     chunk_ids  TEXT NOT NULL,
     started_at TEXT NOT NULL,
     PRIMARY KEY (collection, path)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -89,6 +94,26 @@ class Manifest:
             self._conn = conn
         return self._conn
 
+    @property
+    def exists(self) -> bool:
+        """Whether the manifest file is there; reads of a missing one return nothing."""
+        return self._conn is not None or self.path.exists()
+
+    @property
+    def instance_id(self) -> str:
+        """A random id of this manifest, stamped on every chunk it writes.
+
+        Repair removes only the chunks that carry it, so two homes sharing a collection on a
+        Chroma server never delete each other's chunks.
+        """
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()
+        if row:
+            return row[0]
+        new = uuid.uuid4().hex
+        with self.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance_id', ?)", (new,))
+        return self.conn.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()[0]
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -108,6 +133,8 @@ class Manifest:
 
     # -- files -------------------------------------------------------------------------
     def files(self) -> dict[str, FileRecord]:
+        if not self.exists:
+            return {}
         rows = self.conn.execute(
             "SELECT path, content_hash, settings_key, chunk_ids, title, ingested_at FROM files"
             " WHERE collection = ?",
@@ -118,11 +145,15 @@ class Manifest:
         }
 
     def sources(self) -> list[str]:
+        if not self.exists:
+            return []
         rows = self.conn.execute("SELECT path FROM files WHERE collection = ?", (self.collection,))
         return [r[0] for r in rows]
 
     def counts(self) -> tuple[int, int]:
         """(documents, chunks) recorded for the collection."""
+        if not self.exists:
+            return 0, 0
         docs = 0
         chunks = 0
         for (ids,) in self.conn.execute("SELECT chunk_ids FROM files WHERE collection = ?", (self.collection,)):
@@ -132,6 +163,8 @@ class Manifest:
 
     def all_chunk_ids(self) -> set[str]:
         out: set[str] = set()
+        if not self.exists:
+            return out
         for (ids,) in self.conn.execute("SELECT chunk_ids FROM files WHERE collection = ?", (self.collection,)):
             out.update(json.loads(ids))
         return out
@@ -169,6 +202,8 @@ class Manifest:
             )
 
     def pending(self) -> dict[str, set[str]]:
+        if not self.exists:
+            return {}
         rows = self.conn.execute("SELECT path, chunk_ids FROM pending WHERE collection = ?", (self.collection,))
         return {r[0]: set(json.loads(r[1])) for r in rows}
 
@@ -199,6 +234,8 @@ class Manifest:
             )
 
     def last_run(self) -> str | None:
+        if not self.exists:
+            return None
         row = self.conn.execute(
             "SELECT finished_at FROM runs WHERE collection = ? ORDER BY id DESC LIMIT 1", (self.collection,)
         ).fetchone()

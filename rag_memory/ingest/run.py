@@ -27,6 +27,9 @@ from rag_memory.schema import Chunk, FileFailure, IngestReport, LoadedDocument
 
 log = logging.getLogger(__name__)
 
+# Metadata key naming the manifest (the ragmem home) that wrote a chunk.
+MANIFEST_KEY = "ragmem_manifest"
+
 
 class IngestProgress:
     """Callbacks for a progress display; the default does nothing."""
@@ -128,7 +131,10 @@ class Ingestor:
                 self.store.check_embedder(self.embedder.model_id)
             if not dry_run:
                 report.repaired = self.repair()
-            settings = self._settings(dry_run)
+            # The chunk settings' key needs no model, so an unchanged tree never loads one.
+            settings = ChunkSettings(
+                max_tokens=self.chunk_tokens, overlap=self.chunk_overlap, embedder_id=self.embedder.model_id
+            )
             records = {} if (rebuild and dry_run) else self.manifest.files()
 
             changed: list[tuple[Path, str, FileRecord | None]] = []
@@ -142,7 +148,7 @@ class Ingestor:
                     report.failed.append(FileFailure(key, f"cannot read: {exc.strerror or exc}"))
                     continue
                 old = records.get(key)
-                if old and old.content_hash == digest and (settings is None or old.settings_key == settings.key):
+                if old and old.content_hash == digest and old.settings_key == settings.key:
                     report.unchanged.append(key)
                 else:
                     changed.append((path, digest, old))
@@ -158,11 +164,20 @@ class Ingestor:
                 report.seconds = time.perf_counter() - started
                 return report
 
-            assert settings is not None
-            chunker = TokenChunker(self.embedder.count_tokens, settings)
             progress.planned(len(changed))
-            self._write(changed, chunker, settings, report, progress)
+            write_started = time.perf_counter()
+            if changed:
+                self.embedder.warm_up()
+                self.store.check_embedder(self.embedder.model_id, self.embedder.dimension)
+                if self.chunk_tokens > self.embedder.max_tokens:
+                    log.warning(
+                        "chunk_tokens %d is above the embedder's window; chunks are cut at %d",
+                        self.chunk_tokens, self.embedder.max_tokens,
+                    )
+                chunker = TokenChunker(self.embedder.count_tokens, settings, limit=self.embedder.max_tokens)
+                self._write(changed, chunker, settings, report, progress)
             self._remove(gone, records, report)
+            report.write_seconds = time.perf_counter() - write_started
             report.seconds = time.perf_counter() - started
             self.manifest.record_run(report.as_json())
         return report
@@ -180,38 +195,28 @@ class Ingestor:
                 fixed += len(stray)
             self.manifest.clear_pending(pending)
             log.info("repaired an interrupted run: %d stray chunks removed", fixed)
-        _, expected = self.manifest.counts()
-        if self.store.count() != expected:
-            # Something wrote or deleted behind the manifest's back: reconcile id by id.
-            in_store = self.store.ids()
-            records = self.manifest.files()
-            known = {cid for r in records.values() for cid in r.chunk_ids}
-            orphans = in_store - known
+        if not self.store.exists():
+            in_store: set[str] = set()
+        else:
+            in_store = self.store.ids(where={MANIFEST_KEY: self.manifest.instance_id})
+        records = self.manifest.files()
+        known = {cid for r in records.values() for cid in r.chunk_ids}
+        # Chunks this home wrote but no longer records (a crash between the store and the
+        # manifest), and files whose chunks went missing from the store (re-ingested as new).
+        orphans = in_store - known
+        incomplete = [p for p, r in records.items() if not set(r.chunk_ids) <= in_store]
+        if orphans or incomplete:
             self.store.delete(orphans)
-            incomplete = [p for p, r in records.items() if not set(r.chunk_ids) <= in_store]
             self.manifest.forget(incomplete)
             fixed += len(orphans) + len(incomplete)
             log.warning(
-                "store and manifest disagreed: removed %d orphan chunks, %d files will be re-ingested",
+                "store and manifest disagreed: removed %d orphan chunks; %d files will be ingested again",
                 len(orphans),
                 len(incomplete),
             )
         return fixed
 
     # -- internals ---------------------------------------------------------------------
-    def _settings(self, dry_run: bool) -> ChunkSettings | None:
-        if dry_run:
-            return None
-        self.embedder.warm_up()
-        self.store.check_embedder(self.embedder.model_id, self.embedder.dimension)
-        limit = self.embedder.max_tokens
-        size = self.chunk_tokens
-        if size > limit:
-            log.warning("chunk_tokens %d is above the embedder's window; using %d", size, limit)
-            size = limit
-        return ChunkSettings(max_tokens=size, overlap=min(self.chunk_overlap, size // 2),
-                             embedder_id=self.embedder.model_id)
-
     def _load(
         self, changed: list[tuple[Path, str, FileRecord | None]], chunker: TokenChunker,
         report: IngestReport, progress: IngestProgress,
@@ -224,7 +229,13 @@ class Ingestor:
                 if not chunks:
                     raise LoaderError(key, "no text to index")
             except LoaderError as exc:
-                report.failed.append(FileFailure(key, exc.reason))
+                reason = exc.reason
+                if old is not None:
+                    reason += (
+                        f"; the previously ingested version ({len(old.chunk_ids)} chunks) is kept until the"
+                        " file can be read again or is deleted"
+                    )
+                report.failed.append(FileFailure(key, reason))
                 progress.file_done(key)
                 continue
             if doc.content_hash != digest:
@@ -260,7 +271,10 @@ class Ingestor:
             to_embed.extend(c for c in p.chunks if c.id not in old_ids)
             stale |= old_ids - new_ids
         vectors = self.embedder.embed_documents([c.text for c in to_embed], progress=progress.chunks_embedded)
-        self.store.upsert(to_embed, vectors, embedder_id=self.embedder.model_id)
+        self.store.upsert(
+            to_embed, vectors, embedder_id=self.embedder.model_id,
+            extra={MANIFEST_KEY: self.manifest.instance_id},
+        )
         self.store.delete(stale)
         now = Manifest.now()
         self.manifest.commit_files(

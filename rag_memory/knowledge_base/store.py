@@ -89,6 +89,8 @@ class ChromaStore:
     # -- the collection ----------------------------------------------------------------
     def _existing(self):
         if self._collection is None:
+            if self.url is None and not (self.path / "chroma.sqlite3").exists():
+                return None  # nothing stored yet; reading must not create the store
             from chromadb.errors import NotFoundError
 
             try:
@@ -153,14 +155,22 @@ class ChromaStore:
             return 5000
 
     def upsert(
-        self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], *, embedder_id: str
+        self,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]],
+        *,
+        embedder_id: str,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write knowledge-base chunks and their vectors (same ids overwrite)."""
+        """Write knowledge-base chunks and their vectors (same ids overwrite).
+
+        ``extra`` is added to every chunk's metadata.
+        """
         self.upsert_records(
             [c.id for c in chunks],
             [c.text for c in chunks],
             vectors,
-            [c.metadata(embedder_id) for c in chunks],
+            [{**c.metadata(embedder_id), **(extra or {})} for c in chunks],
             embedder_id=embedder_id,
         )
 
@@ -203,8 +213,8 @@ class ChromaStore:
         col = self._existing()
         return 0 if col is None else int(col.count())
 
-    def ids(self) -> set[str]:
-        """Every chunk id in the collection (paged, so large collections are fine)."""
+    def ids(self, where: Mapping[str, Any] | None = None) -> set[str]:
+        """Every record id in the collection, or those matching ``where`` (paged)."""
         col = self._existing()
         if col is None:
             return set()
@@ -212,7 +222,7 @@ class ChromaStore:
         page = 10_000
         offset = 0
         while True:
-            got = col.get(include=[], limit=page, offset=offset)
+            got = col.get(where=dict(where) if where else None, include=[], limit=page, offset=offset)
             out.update(got["ids"])
             if len(got["ids"]) < page:
                 return out

@@ -126,3 +126,18 @@ def test_no_chunk_ever_exceeds_the_limit_and_no_text_is_lost(text, size, overlap
         covered.update(range(c.start, c.end))
     missing = [i for i, ch in enumerate(text) if not ch.isspace() and i not in covered]
     assert not missing
+
+
+def test_a_markdown_heading_opens_its_sections_chunk():
+    text = "# Intro\n\nShort intro text.\n\n## Deleted files\n\nDeleted files lose their chunks.\n\n## Changed files\n\nRe-embedded."
+    chunks = chunker(max_tokens=40).chunk(doc(Section(text)))
+    assert [c.text.splitlines()[0] for c in chunks] == ["# Intro", "## Deleted files", "## Changed files"]
+    for c in chunks:
+        assert text[c.start : c.end] == c.text
+
+
+def test_the_embedders_window_caps_the_requested_size():
+    settings = ChunkSettings(max_tokens=200, overlap=32, embedder_id="x")
+    small = TokenChunker(COUNT, settings, limit=10)
+    chunks = small.chunk(doc(Section(" ".join(f"w{i}" for i in range(100)))))
+    assert max(COUNT(c.text) for c in chunks) <= 10

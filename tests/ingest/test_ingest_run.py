@@ -281,3 +281,84 @@ def test_a_second_concurrent_ingest_is_refused(settings, tmp_path):
         fcntl.flock(fh, fcntl.LOCK_EX)
         with pytest.raises(IngestError, match="another ingest"):
             parts_for(settings).ingestor().run([tree])
+
+
+class LoadCountingEmbedder(CountingEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.warm_ups = 0
+
+    def warm_up(self) -> None:
+        self.warm_ups += 1
+
+
+def test_an_unchanged_tree_is_synced_without_loading_the_model(settings, tmp_path):
+    tree = make_tree(tmp_path / "docs")
+    parts_for(settings).ingestor().run([tree])
+    lazy = LoadCountingEmbedder()
+    report = parts_for(settings, lazy).ingestor().run([tree])
+    assert len(report.unchanged) == 3 and lazy.warm_ups == 0 and lazy.embedded == []
+
+
+def test_reading_a_fresh_home_creates_nothing(settings, tmp_path):
+    tree = make_tree(tmp_path / "docs")
+    parts = parts_for(settings)
+    parts.ingestor().run([tree], dry_run=True)
+    assert parts.status().chunks == 0 and parts.retriever.retrieve("apples") == []
+    assert not settings.home.exists() or not any(settings.home.iterdir())
+
+
+def test_a_mismatch_with_equal_counts_is_still_repaired(settings, tmp_path):
+    tree = make_tree(tmp_path / "docs")
+    parts = parts_for(settings)
+    parts.ingestor().run([tree])
+    ids = sorted(parts.manifest.all_chunk_ids())
+    # one chunk vanishes and one stray chunk appears: the count is unchanged
+    [victim] = parts.store.get_records(ids=[ids[0]])
+    parts.store.delete([ids[0]])
+    parts.store.upsert_records(["stray"], ["stray text"], [[1.0] + [0.0] * 63],
+                               [{"source": "/nowhere", "ragmem_manifest": parts.manifest.instance_id}],
+                               embedder_id="hashing:64")
+    report = parts.ingestor().run([tree])
+    assert report.repaired == 2
+    assert Path(victim.source).name in {Path(p).name for p in report.added}
+    consistent(parts)
+
+
+def test_two_homes_sharing_a_server_collection_keep_each_others_chunks(chroma_url, tmp_path):
+    from rag_memory.config import Settings
+
+    shared = {"chroma_url": chroma_url, "collection": "shared-two-homes", "embedder": "hashing:64"}
+    a = parts_for(Settings.load({**shared, "home": tmp_path / "home-a"}))
+    b = parts_for(Settings.load({**shared, "home": tmp_path / "home-b"}))
+    a.ingestor().run([make_tree(tmp_path / "a-docs")])
+    b_tree = tmp_path / "b-docs"
+    b_tree.mkdir()
+    (b_tree / "kites.txt").write_text("Kites fly in the wind over the hills.", encoding="utf-8")
+    b.ingestor().run([b_tree])
+    total = a.store.count()
+    a.ingestor().run([tmp_path / "a-docs"])
+    b.ingestor().run([b_tree])
+    assert a.store.count() == total
+    assert {Path(h.source).name for h in b.retriever.retrieve("kites wind", top_k=10)} >= {"kites.txt", "beta.txt"}
+
+
+def test_a_link_cannot_bring_in_an_excluded_folder_and_real_paths_win(settings, tmp_path):
+    root = tmp_path / "t"
+    (root / "docs").mkdir(parents=True)
+    (root / "build").mkdir()
+    (root / "docs" / "x.md").write_text("# X\n\nreal file", encoding="utf-8")
+    os.symlink(root / "docs", root / "build" / "aaa-link")  # sorts before docs/
+    excluded = parts_for(settings).ingestor().run([root], exclude=["docs"], dry_run=True)
+    assert excluded.added == []
+    kept = parts_for(settings).ingestor().run([root], dry_run=True)
+    assert kept.added == [str(root / "docs" / "x.md")]
+
+
+def test_a_failed_update_says_the_old_version_is_kept(settings, tmp_path):
+    tree = make_tree(tmp_path / "docs")
+    parts = parts_for(settings)
+    parts.ingestor().run([tree])
+    (tree / "beta.txt").write_bytes(b"")
+    report = parts.ingestor().run([tree])
+    assert "previously ingested version" in report.failed[0].reason
