@@ -8,6 +8,7 @@ is; ``generate`` joins the stream unless the backend has a better way. Every cal
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -96,12 +97,24 @@ class Generator:
     Attributes:
         backend: Which kind of generator this is (``transformers``, ``openai``).
         model_id: The model it runs, as configured.
-        last_usage: Token counts and timings of the last finished call, ``None`` before one.
+        last_usage: Token counts and timings of the last call finished on the calling thread,
+            ``None`` before one.
     """
 
     backend: str = "generator"
     model_id: str = "generator"
-    last_usage: Usage | None = None
+
+    @property
+    def last_usage(self) -> Usage | None:
+        """The usage of the last call finished on this thread (calls on other threads, as in a
+        LangChain ``batch``, keep their own)."""
+        local = self.__dict__.get("_usage_local")
+        return getattr(local, "usage", None) if local is not None else None
+
+    @last_usage.setter
+    def last_usage(self, usage: Usage | None) -> None:
+        local = self.__dict__.setdefault("_usage_local", threading.local())
+        local.usage = usage
 
     def warm_up(self) -> None:
         """Load the model or open the connection; idempotent."""

@@ -64,6 +64,28 @@ class RagPipeline:
         self.settings = self.components.settings
 
     # -- public ------------------------------------------------------------------------
+    def ingest(
+        self,
+        paths,
+        *,
+        include=(),
+        exclude=(),
+        dry_run: bool = False,
+        rebuild: bool = False,
+    ):
+        """Sync files and folders into the knowledge base, as ``ragmem ingest`` does.
+
+        Returns:
+            The ``IngestReport``: files added, updated, removed, unchanged and failed.
+        """
+        return self.components.ingestor().run(
+            list(paths) if not isinstance(paths, str | bytes) else [paths],
+            include=include or self.settings.include,
+            exclude=exclude or self.settings.exclude,
+            dry_run=dry_run,
+            rebuild=rebuild,
+        )
+
     def ask(
         self,
         question: str,
@@ -122,6 +144,55 @@ class RagPipeline:
             stream,
         )
         return stream
+
+    # -- LangChain ---------------------------------------------------------------------
+    def as_retriever(self, **options: Any):
+        """The knowledge base as a LangChain retriever; options as ``RagRetriever`` takes them
+        (``top_k``, ``min_score``, ``source_glob``, ``include_memory``, ``user_id`` ...)."""
+        from rag_memory.pipelines.langchain import RagRetriever
+
+        return RagRetriever(pipeline=self, **options)
+
+    def as_runnable(self, *, return_sources: bool = False):
+        """The pipeline as an LCEL Runnable: a question (or ``{"question", "session_id",
+        "user_id"}``) in, the answer text out, or ``{"answer", "sources"}`` with ``return_sources``."""
+        from rag_memory.pipelines.langchain import pipeline_runnable
+
+        return pipeline_runnable(self, return_sources=return_sources)
+
+    def as_chat_model(self):
+        """The configured generator as a LangChain chat model (``RagChatModel``)."""
+        from rag_memory.generation.select import HOW_TO
+        from rag_memory.pipelines.langchain import RagChatModel
+
+        selection = self.components.generation
+        if selection.extractive:
+            why = "; ".join(selection.notes) or f"the generator setting is 'extractive'. {HOW_TO}"
+            raise ConfigError(f"no language model is available to use as a chat model: {why}")
+        return RagChatModel(
+            generator=selection.generator,
+            max_tokens=self.settings.max_new_tokens,
+            temperature=self.settings.temperature,
+        )
+
+    def as_vectorstore(self):
+        """The knowledge base's Chroma collection as a ``langchain_chroma.Chroma`` store."""
+        from rag_memory.pipelines.langchain import chroma_vectorstore
+
+        return chroma_vectorstore(self.components)
+
+    def as_embeddings(self):
+        """The configured embedder as LangChain ``Embeddings``."""
+        from rag_memory.pipelines.langchain import RagEmbeddings
+
+        return RagEmbeddings(self.components.embedder)
+
+    def chat_history(self, session_id: str, user_id: str | None = None):
+        """One session of ragmem's chat history as a LangChain ``BaseChatMessageHistory``,
+        e.g. for ``RunnableWithMessageHistory``."""
+        from rag_memory.memory.langchain_history import SQLiteChatMessageHistory
+
+        return SQLiteChatMessageHistory(self.components.history, user_id or self.settings.user, session_id)
 
     # -- the run -----------------------------------------------------------------------
     def _run(

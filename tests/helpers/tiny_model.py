@@ -52,7 +52,7 @@ def _train_tokenizer(vocab_size: int):
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         additional_special_tokens=["<|im_start|>"],
-        model_max_length=512,
+        model_max_length=2048,
     )
     fast.chat_template = CHATML_TEMPLATE
     return fast
