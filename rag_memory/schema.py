@@ -202,6 +202,7 @@ class Source:
     cut: bool = False
     chunk_id: str | None = None
     created_at: str | None = None
+    memory_kind: str | None = None  # for memories: "exchange", "fact" or "summary"
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -14,12 +14,14 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+# Some machines' pip.conf names index folders that do not exist; pip warns once per package.
+quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
     echo "installing torch (pinned in constraints.txt)..." >&2
-    "${PIP[@]}" install -c constraints.txt torch
+    quiet "${PIP[@]}" install -c constraints.txt torch
 fi
 if ! .venv/bin/python -c 'import rag_memory, pytest' 2>/dev/null || [ pyproject.toml -nt .venv/.ragmem-installed ]; then
     echo "installing ragmem and its dependencies..." >&2
-    "${PIP[@]}" install -c constraints.txt -e ".[dev]"
+    quiet "${PIP[@]}" install -c constraints.txt -e ".[dev]"
     touch .venv/.ragmem-installed
 fi

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from rag_memory.lang import is_chinese, is_cjk_token, lexical_tokens
 from rag_memory.schema import Source
 
-_SENTENCE = re.compile(r"[^。！？；!?\n]+(?:[。！？；!?]+|\.(?=\s|$)|$)|[^\n]+", re.UNICODE)
+_SENTENCE = re.compile(r"[^。！？；!?\n]+?(?:[。！？；!?]+|\.(?=\s|$)|$)", re.UNICODE)
 _STOP = frozenset(
     "a an the is are was were be been of to in on for and or but with by as at it its this that these those "
     "what which who whom how why when where does do did can could should would will i you he she we they my "
@@ -29,16 +29,66 @@ def _terms(text: str) -> list[str]:
     return toks + [a + b for a, b in zip(cjk, cjk[1:], strict=False)]
 
 
+_FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+
+
+def _is_prose(sentence: str) -> bool:
+    """Whether a sentence reads as prose, not a command, a table row or a code fragment."""
+    if sentence.startswith(("$", "|", "{", "<", ".venv/")):
+        return False
+    cjk = sum(1 for ch in sentence if "\u3400" <= ch <= "\u9fff")
+    if cjk >= 6:
+        return True
+    words = sentence.split()
+    letters = sum(ch.isalpha() or ch.isspace() for ch in sentence)
+    return len(words) >= 4 and letters >= 0.75 * len(sentence)
+
+
+_BLOCK_START = re.compile(r"(#{1,6}\s|[-*+]\s|\d+[.)]\s|\|)")
+_CJK_CHAR = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
+
+
+def _join(lines: list[str]) -> str:
+    """Undo hard wrapping: a space between Latin words, nothing between CJK characters."""
+    out = lines[0]
+    for line in lines[1:]:
+        glue = "" if _CJK_CHAR.match(out[-1:]) or _CJK_CHAR.match(line[:1]) else " "
+        out += glue + line
+    return out
+
+
+def _blocks(text: str) -> list[str]:
+    """Paragraphs and list items, hard-wrapped lines joined; headings and code left out."""
+    blocks: list[str] = []
+    for para in re.split(r"\n\s*\n", _FENCE.sub("\n\n", text)):
+        current: list[str] = []
+        for line in (raw.strip() for raw in para.splitlines()):
+            if not line:
+                continue
+            if _BLOCK_START.match(line) and current:
+                blocks.append(_join(current))
+                current = []
+            current.append(line)
+        if current:
+            blocks.append(_join(current))
+    return [
+        re.sub(r"^([-*+>]|\d+[.)])\s+", "", b).strip()
+        for b in blocks
+        if not b.startswith("#")
+    ]
+
+
 def split_sentences(text: str) -> list[str]:
-    """Sentences of English or Chinese text (on 。！？；!? and '. ')."""
+    """The prose sentences of English or Chinese text (on 。！？；!? and '. ').
+
+    Hard-wrapped lines are joined first. Headings, fenced code, shell lines and table rows are
+    left out: quoted in an answer they read as noise, even when they share the question's words.
+    """
     out = []
-    for line in text.splitlines():
-        line = line.strip().lstrip("#>*- ").strip()
-        if not line:
-            continue
-        for match in _SENTENCE.finditer(line):
+    for block in _blocks(text):
+        for match in _SENTENCE.finditer(block):
             sentence = match.group(0).strip()
-            if len(sentence) > 3:
+            if len(sentence) > 3 and _is_prose(sentence):
                 out.append(sentence)
     return out
 
@@ -60,7 +110,10 @@ class ExtractiveAnswerer:
         """Sentences from ``sources`` with their ``[n]`` citations, best-matching first."""
         q_terms = set(_terms(question))
         candidates: list[tuple[float, int, int, str]] = []
-        sentences = [(s, i, sent) for s in sources for i, sent in enumerate(split_sentences(s.text))]
+        # A past exchange is a transcript of an earlier answer: quoting it would only repeat
+        # that answer. Documents and stated facts are what an extract can stand on.
+        usable = [s for s in sources if s.memory_kind != "exchange"]
+        sentences = [(s, i, sent) for s in usable for i, sent in enumerate(split_sentences(s.text))]
         df = Counter(t for _, _, sent in sentences for t in set(_terms(sent)))
         n = max(len(sentences), 1)
         for source, pos, sent in sentences:
@@ -75,6 +128,16 @@ class ExtractiveAnswerer:
             # Nothing shares a term (e.g. a paraphrase): give the top source's opening.
             best = [s for s in sources if s.kind == "document"][:1] or list(sources[:1])
             candidates = [(0.0, s.n, 0, sent) for s in best for sent in split_sentences(s.text)[:2]]
-        picked = sorted(candidates, reverse=True)[: self.max_sentences]
+        picked = []
+        seen: set[str] = set()
+        for cand in sorted(candidates, key=lambda c: (-c[0], c[1], c[2])):  # ties: better-ranked source
+            # The same sentence can come from two chunks (overlap) or two files (a quote).
+            key = re.sub(r"(\\n|\W)+", " ", cand[3]).strip().lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            picked.append(cand)
+            if len(picked) == self.max_sentences:
+                break
         joiner = "" if is_chinese(question) else " "
         return joiner.join(f"{sent} [{n}]" for _, n, _, sent in picked)

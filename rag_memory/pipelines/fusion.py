@@ -9,6 +9,7 @@ say it is untrusted data, never instructions.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -138,15 +139,14 @@ class PromptFuser:
             sections["memory"],
             [(m.text, m) for m in memories],
             lambda text, m, cut: mems.append(
-                Source(0, "memory", f"memory:{m.session_id}", None, m.score, text, cut, m.id, m.created_at)
+                Source(0, "memory", f"memory:{m.session_id}", None, m.score, text, cut, m.id, m.created_at, m.kind)
             ),
         )
         sections["history"].budget += spare
         turns = self._fit_history(sections["history"], recent)
 
         sources = docs + [
-            Source(len(docs) + i + 1, s.kind, s.source, s.page, s.score, s.text, s.cut, s.chunk_id, s.created_at)
-            for i, s in enumerate(mems)
+            dataclasses.replace(s, n=len(docs) + i + 1) for i, s in enumerate(mems)
         ]
         messages = self._render(question, sources, turns, [], summary)
         # The per-section counts are estimates (delimiters and template tokens are shared);

@@ -277,7 +277,8 @@ class RagPipeline:
         answer_text = "".join(pieces).strip()
 
         with _timed(timings, "store"):
-            self._store(user_id, session_id, question, answer_text, abstained, recent, fused.history, llm)
+            self._store(user_id, session_id, question, answer_text, abstained or llm is None, recent,
+                        fused.history, llm)
 
         usage = getattr(llm, "last_usage", None) if llm is not None and not abstained else None
         answer = Answer(
@@ -304,15 +305,15 @@ class RagPipeline:
             answer.explain = self._explain(candidates, hits, memories, fused, standalone)
         out.answer = answer
 
-    def _store(self, user_id, session_id, question, answer, abstained, recent, kept, llm) -> None:
+    def _store(self, user_id, session_id, question, answer, facts_only, recent, kept, llm) -> None:
         from rag_memory.memory.summarise import summarise_turns
 
         parts = self.components
         parts.history.add(user_id, session_id, "user", question)
         parts.history.add(user_id, session_id, "assistant", answer)
-        if abstained:
-            # Nothing learned from the knowledge base, but what the user said about
-            # themselves is still worth keeping.
+        if facts_only:
+            # An abstention or an extract adds nothing a later session could not retrieve
+            # again; what the user said about themselves is still worth keeping.
             from rag_memory.memory.facts import extract_facts
 
             for fact in extract_facts(question):
