@@ -130,13 +130,22 @@ def measure_shape(name: str, shape: dict, device: str, args) -> tuple[list[dict]
     gen.warm_up()
     messages = prompt_messages(gen.tokenizer, args.prompt_tokens)
     ids = gen.encode_messages(messages)
-    rows = []
-    for label, fn in (("bare model.generate", lambda: bare_generate(gen.model, ids, args.new_tokens)),
-                      ("ragmem stream", lambda: ragmem_stream(gen, messages, args.new_tokens))):
+    paths = {
+        "bare model.generate": lambda: bare_generate(gen.model, ids, args.new_tokens),
+        "ragmem stream": lambda: ragmem_stream(gen, messages, args.new_tokens),
+    }
+    runs: dict[str, list] = {label: [] for label in paths}
+    for fn in paths.values():
         fn()  # warm-up
-        runs = [fn() for _ in range(args.repeats)]
-        rows.append({"shape": name, "device": device, "dtype": str(dtype).removeprefix("torch."),
-                     "prompt_tokens": len(ids), "path": label, **summarise(runs)})
+    # Interleaved, so a noisy neighbour slows both paths alike.
+    for _ in range(args.repeats):
+        for label, fn in paths.items():
+            runs[label].append(fn())
+    rows = [
+        {"shape": name, "device": device, "dtype": str(dtype).removeprefix("torch."), "prompt_tokens": len(ids),
+         "path": label, **summarise(r)}
+        for label, r in runs.items()
+    ]
     return rows, folder
 
 
@@ -169,11 +178,14 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--shapes", nargs="*", help=f"any of {', '.join(SHAPES)}")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/generation_latency.json")
     args = parser.parse_args()
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     shapes = args.shapes or (["qwen2-0.5b", "qwen2-1.5b"] if device == "cuda" else ["small-cpu"])
     if device == "cpu":

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -59,7 +60,7 @@ def run_corpus(name: str, tree: Path, embedder_name: str) -> dict:
         t0 = time.perf_counter()
         parts.embedder.embed_documents(texts)
         bare = time.perf_counter() - t0
-    assert again.chunks_added == 0 and not again.added and not again.updated
+    assert again.chunks_added == 0 and not again.added and not again.updated, again.as_json()
     return {
         "corpus": name,
         "files": len(report.added),
@@ -83,7 +84,11 @@ def main() -> None:
 
     import torch
 
-    rows = [run_corpus("docs/", args.docs, args.embedder)]
+    with tempfile.TemporaryDirectory() as tmp:
+        # A snapshot, so an edit to docs/ during the run cannot count as a change.
+        snapshot = Path(tmp) / "docs"
+        shutil.copytree(args.docs, snapshot)
+        rows = [run_corpus("docs/", snapshot, args.embedder)]
     with tempfile.TemporaryDirectory() as tmp:
         articles, paragraphs = squad_tree(args.squad, Path(tmp))
         row = run_corpus(f"SQuAD v1.1 dev ({articles} articles, {paragraphs} paragraphs)", Path(tmp), args.embedder)

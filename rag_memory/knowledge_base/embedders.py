@@ -10,6 +10,7 @@ import hashlib
 import logging
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from rag_memory.lang import is_cjk_token, lexical_tokens
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_QUERY_CACHE_SIZE = 32
+_QUERY_CACHE_LOCK = threading.Lock()
 _BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 
@@ -76,9 +79,23 @@ class Embedder:
         return out
 
     def embed_query(self, text: str) -> list[float]:
-        """Embed a search query as one unit-length vector."""
+        """Embed a search query as one unit-length vector.
+
+        The last few queries are remembered: one question is searched in the knowledge base
+        and in long-term memory, and should be embedded once.
+        """
+        cache = self.__dict__.setdefault("_query_cache", OrderedDict())
+        with _QUERY_CACHE_LOCK:
+            if text in cache:
+                cache.move_to_end(text)
+                return list(cache[text])
         self.warm_up()
-        return _normalise(self._embed_query(text))
+        vector = _normalise(self._embed_query(text))
+        with _QUERY_CACHE_LOCK:
+            cache[text] = tuple(vector)
+            if len(cache) > _QUERY_CACHE_SIZE:
+                cache.popitem(last=False)
+        return vector
 
 
 def _normalise(vector: Sequence[float]) -> list[float]:

@@ -80,7 +80,7 @@ def build_tiny_chat_model(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(vocab_size)
-    config = Qwen2Config(
+    fields = dict(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
@@ -93,11 +93,18 @@ def build_tiny_chat_model(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    for key, value in (shape or {}).items():
-        setattr(config, key, value)
-    config.vocab_size = max(config.vocab_size, len(tokenizer))
+    fields.update(shape or {})
+    fields["vocab_size"] = max(fields["vocab_size"], len(tokenizer))
+    # Derived fields (per-layer types) are computed from these, so they go in at construction.
+    config = Qwen2Config(**fields)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
+    if config.vocab_size > len(tokenizer):
+        # A real model's vocabulary size keeps the output layer's cost real, but ids the
+        # trained tokenizer cannot decode would stream as nothing: zero their output rows, so
+        # greedy decoding picks a decodable token (random logits of real rows are above 0).
+        with torch.no_grad():
+            model.get_output_embeddings().weight[len(tokenizer) :] = 0
     if dtype is not None:
         model = model.to(dtype)
     model.generation_config = GenerationConfig(

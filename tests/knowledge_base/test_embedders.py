@@ -57,3 +57,19 @@ def test_hashing_embedder_is_deterministic_and_handles_chinese():
     assert e.count_tokens("长城 great wall") == 4
     with pytest.raises(ConfigError, match="hashing:x"):
         make_embedder("hashing:x")
+
+
+def test_a_query_asked_twice_is_embedded_once():
+    calls = []
+
+    class Counting(HashingEmbedder):
+        def _embed_query(self, text):
+            calls.append(text)
+            return super()._embed_query(text)
+
+    e = Counting(32)
+    first = e.embed_query("deleted files")
+    first[0] = 99.0  # callers may mutate what they get
+    assert e.embed_query("deleted files")[0] != 99.0
+    e.embed_query("other")
+    assert calls == ["deleted files", "other"]
