@@ -45,7 +45,16 @@ class Settings:
         exclude: Glob patterns that skip a file or folder.
         chroma_url: A Chroma server (``http://host:port``); unset means embedded Chroma.
         top_k: Hits returned by search.
-        min_score: Hits below this cosine similarity are dropped by ``search``.
+        min_score: Hits below this score are dropped by ``search`` (the fused score in hybrid mode).
+        retrieval_mode: ``hybrid`` (BM25 and dense fused; the default), ``dense`` or ``bm25``.
+        embedder_languages: Which scripts the embedder reads: ``auto`` (from its name),
+            ``multilingual``, ``english``, ``latin`` or ``cjk``; decides the dense share in fusion.
+        hybrid_candidates: Candidates each retriever contributes before fusion.
+        mmr: Choose the final hits by maximal marginal relevance (more diverse results).
+        mmr_lambda: MMR's trade-off: 1 is relevance only, 0 diversity only.
+        rerank_model: A sentence-transformers CrossEncoder (id or path) that re-scores the best
+            fused hits; unset means no reranking.
+        rerank_candidates: How many fused hits the reranker re-scores.
         user: The user whose long-term memory ``ask`` reads and writes.
         memory_collection: Chroma collection of long-term memories (all users, filtered by user).
         memory_top_k: Long-term memories recalled per question.
@@ -75,6 +84,13 @@ class Settings:
     chroma_url: str | None = None
     top_k: int = 5
     min_score: float = -1.0
+    retrieval_mode: str = "hybrid"
+    embedder_languages: str = "auto"
+    hybrid_candidates: int = 50
+    mmr: bool = False
+    mmr_lambda: float = 0.5
+    rerank_model: str | None = None
+    rerank_candidates: int = 20
     # conversation memory
     user: str = "default"
     memory_collection: str = "memory"
@@ -107,6 +123,10 @@ class Settings:
         return self.home / "manifest.sqlite3"
 
     @property
+    def lexical_path(self) -> Path:
+        return self.home / "lexical.sqlite3"
+
+    @property
     def history_path(self) -> Path:
         return self.home / "memory.sqlite3"
 
@@ -127,8 +147,8 @@ class Settings:
             )
         if self.top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k}")
-        if not -1.0 <= self.min_score <= 1.0:
-            raise ConfigError(f"min_score is a cosine similarity between -1 and 1, got {self.min_score}")
+        if self.min_score < -1.0:
+            raise ConfigError(f"min_score must be -1 (keep everything) or more, got {self.min_score}")
         if not self.collection or not _valid_collection_name(self.collection):
             raise ConfigError(
                 f"collection name {self.collection!r} is not valid: use 3-63 letters, digits, '.', '_'"
@@ -143,6 +163,12 @@ class Settings:
             raise ConfigError(f"memory_half_life_days must be above 0, got {self.memory_half_life_days}")
         if self.memory_top_k < 0:
             raise ConfigError(f"memory_top_k must be 0 or more, got {self.memory_top_k}")
+        if self.retrieval_mode not in ("hybrid", "dense", "bm25"):
+            raise ConfigError(f"retrieval_mode {self.retrieval_mode!r} is not known; use hybrid, dense or bm25")
+        if self.hybrid_candidates < 1 or self.rerank_candidates < 1:
+            raise ConfigError("hybrid_candidates and rerank_candidates must be at least 1")
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise ConfigError(f"mmr_lambda must be between 0 and 1, got {self.mmr_lambda}")
         if self.generator not in ("auto", "transformers", "openai", "extractive"):
             raise ConfigError(
                 f"generator {self.generator!r} is not known; use auto, transformers, openai or extractive"

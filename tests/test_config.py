@@ -53,7 +53,8 @@ def test_lists_and_optional_values_parse_from_env(monkeypatch):
     [
         ("RAGMEM_TOP_K", "many", "top_k"),
         ("RAGMEM_TOP_K", "0", "top_k must be at least 1"),
-        ("RAGMEM_MIN_SCORE", "3", "min_score"),
+        ("RAGMEM_MIN_SCORE", "-3", "min_score"),
+        ("RAGMEM_RETRIEVAL_MODE", "fuzzy", "retrieval_mode"),
         ("RAGMEM_CHROMA_URL", "localhost:8000", "http://"),
         ("RAGMEM_COLLECTION", "a", "collection name"),
         ("RAGMEM_CHUNK_OVERLAP", "500", "chunk_overlap"),

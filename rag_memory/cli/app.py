@@ -37,9 +37,11 @@ app.add_typer(config_app, name="config")
 
 def _register_subapps() -> None:
     # Imported here, after handles_errors exists, because the sub-apps use it.
+    from rag_memory.cli.eval import eval_app
     from rag_memory.cli.memory import memory_app
 
     app.add_typer(memory_app, name="memory", help="List, search, export or forget conversation memory.")
+    app.add_typer(eval_app, name="eval", help="Measure retrieval quality on SQuAD, CMRC or your own data.")
 
 # Options shared by the commands that open a knowledge base.
 HomeOpt = Annotated[
@@ -190,18 +192,22 @@ def search(
     source: Annotated[
         str | None, typer.Option("--source", "-s", help="Only sources matching this glob, e.g. 'docs/*.md'.")
     ] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="hybrid (default), dense or bm25 (env RAGMEM_RETRIEVAL_MODE).")
+    ] = None,
+    mmr: Annotated[bool | None, typer.Option("--mmr/--no-mmr", help="Diversify the hits (maximal marginal relevance).")] = None,
     home: HomeOpt = None,
     collection: CollectionOpt = None,
     embedder: EmbedderOpt = None,
     chroma_url: ChromaUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rank knowledge-base chunks by similarity to QUERY."""
+    """Rank knowledge-base chunks for QUERY: BM25 and dense similarity fused (hybrid)."""
     from rag_memory.cli.render import print_hits
     from rag_memory.pipelines.components import Components
 
     settings = _settings(home=home, collection=collection, embedder=embedder, chroma_url=chroma_url,
-                         top_k=k, min_score=min_score)
+                         top_k=k, min_score=min_score, retrieval_mode=mode, mmr=mmr)
     parts = Components(settings)
     hits = parts.retriever.retrieve(query, source_glob=source)
     if as_json:
@@ -210,7 +216,9 @@ def search(
                 "query": query,
                 "hits": [
                     {"score": round(h.score, 6), "source": h.source, "page": h.page, "chunk_id": h.chunk_id,
-                     "title": h.title, "text": h.text}
+                     "title": h.title, "text": h.text,
+                     **{key: h.metadata.get(key) for key in ("dense_score", "bm25_score", "rerank_score")
+                        if h.metadata.get(key) is not None}}
                     for h in hits
                 ],
             }

@@ -122,11 +122,16 @@ def print_explain(console: Console, answer, show: Callable[[str], str]) -> None:
     console.print(f"\n[bold]Explain[/]  question used for retrieval: {info.get('standalone_question')!r}")
     gate = info.get("gate", {})
     table = Table(title=f"Knowledge chunks (gate {gate.get('knowledge')})", title_justify="left")
-    for col in ("score", "source", "passed gate", "injected"):
+    for col in ("score", "dense", "bm25", "rerank", "source", "passed gate", "injected"):
         table.add_column(col)
+
+    def num(value) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
     for c in info.get("chunks", []):
         where = show(c["source"]) + (f":{c['page']}" if c["page"] is not None else "")
-        table.add_row(f"{c['score']:.3f}", where, "yes" if c["passed_gate"] else "no", "yes" if c["injected"] else "no")
+        table.add_row(num(c["score"]), num(c.get("dense_score")), num(c.get("bm25_score")), num(c.get("rerank_score")),
+                      where, "yes" if c["passed_gate"] else "no", "yes" if c["injected"] else "no")
     console.print(table)
     mems = Table(title=f"Memories (gate {gate.get('memory')})", title_justify="left")
     for col in ("score", "similarity", "kind", "date", "injected", "text"):

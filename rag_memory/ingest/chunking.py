@@ -105,13 +105,18 @@ class TokenChunker:
         for seg_start, seg_end in zip(starts, starts[1:] + [len(text)], strict=True):
             segment = text[seg_start:seg_end]
             cursor = 0
+            prev_end = 0
             for piece in self._fit(segment, self.max_tokens):
+                # Chunks move forward: overlapping ones start before the previous one ends, but
+                # each ends after it (so repeated text is not matched at an earlier place).
                 start = segment.find(piece, cursor)
+                while start >= 0 and start + len(piece) <= prev_end:
+                    start = segment.find(piece, start + 1)
                 if start < 0:  # the splitter only strips and cuts, so this does not happen
-                    start = segment.find(piece)
+                    start = segment.find(piece, cursor)
                 out.append((piece, seg_start + start, seg_start + start + len(piece)))
-                # Overlapping chunks start before the previous one ends.
                 cursor = start + 1
+                prev_end = start + len(piece)
         return out
 
     def _fit(self, text: str, size: int) -> list[str]:

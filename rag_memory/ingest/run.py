@@ -66,6 +66,7 @@ class Ingestor:
         store: The Chroma collection to write.
         manifest: The collection's sync state.
         embedder: Embeds chunks; its tokenizer sizes them.
+        lexical: The collection's BM25 index, kept in step with the store (optional).
         chunk_tokens: Largest chunk in tokens (capped at the embedder's window).
         chunk_overlap: Tokens shared by neighbouring chunks.
         loader: Turns a path into a ``LoadedDocument`` (raises ``LoaderError`` per file).
@@ -78,6 +79,7 @@ class Ingestor:
         manifest: Manifest,
         embedder: Embedder,
         *,
+        lexical=None,
         chunk_tokens: int = 200,
         chunk_overlap: int = 32,
         loader: Callable[[Path], LoadedDocument] | None = None,
@@ -89,6 +91,7 @@ class Ingestor:
         self.store = store
         self.manifest = manifest
         self.embedder = embedder
+        self.lexical = lexical
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
         self.batch_chunks = batch_chunks
@@ -127,6 +130,8 @@ class Ingestor:
             if rebuild and not dry_run:
                 self.store.drop()
                 self.manifest.drop()
+                if self.lexical is not None:
+                    self.lexical.drop()
             elif not rebuild:
                 self.store.check_embedder(self.embedder.model_id)
             if not dry_run:
@@ -214,6 +219,10 @@ class Ingestor:
                 len(orphans),
                 len(incomplete),
             )
+        if self.lexical is not None:
+            # The keyword index mirrors the store: a crash between the two writes, or a
+            # collection ingested before the index existed, is mended by copying, not embedding.
+            fixed += self.lexical.sync_with(self.store)
         return fixed
 
     # -- internals ---------------------------------------------------------------------
@@ -271,11 +280,12 @@ class Ingestor:
             to_embed.extend(c for c in p.chunks if c.id not in old_ids)
             stale |= old_ids - new_ids
         vectors = self.embedder.embed_documents([c.text for c in to_embed], progress=progress.chunks_embedded)
-        self.store.upsert(
-            to_embed, vectors, embedder_id=self.embedder.model_id,
-            extra={MANIFEST_KEY: self.manifest.instance_id},
-        )
+        extra = {MANIFEST_KEY: self.manifest.instance_id}
+        self.store.upsert(to_embed, vectors, embedder_id=self.embedder.model_id, extra=extra)
         self.store.delete(stale)
+        if self.lexical is not None:
+            self.lexical.upsert(to_embed, embedder_id=self.embedder.model_id, extra=extra)
+            self.lexical.delete(stale)
         now = Manifest.now()
         self.manifest.commit_files(
             FileRecord(p.doc.source, p.doc.content_hash, settings.key, tuple(c.id for c in p.chunks),
@@ -293,6 +303,8 @@ class Ingestor:
             return
         ids = [cid for p in gone for cid in records[p].chunk_ids]
         self.store.delete(ids)
+        if self.lexical is not None:
+            self.lexical.delete(ids)
         self.manifest.commit_files([], removed=gone)
         report.removed.extend(gone)
         report.chunks_removed += len(ids)

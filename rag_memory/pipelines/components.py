@@ -38,10 +38,40 @@ class Components:
         return Manifest(self.settings.manifest_path, self.settings.collection)
 
     @cached_property
-    def retriever(self) -> DenseRetriever:
+    def dense_retriever(self) -> DenseRetriever:
         s = self.settings
-        return DenseRetriever(
-            self.store, self.embedder, top_k=s.top_k, min_score=s.min_score, sources=self.manifest.sources
+        return DenseRetriever(self.store, self.embedder, top_k=s.top_k, sources=self.manifest.sources)
+
+    @cached_property
+    def lexical(self):
+        """The collection's BM25 index (SQLite FTS5 under the home), kept in step by ingest."""
+        from rag_memory.knowledge_base.lexical import BM25Index
+
+        return BM25Index(self.settings.lexical_path, self.settings.collection)
+
+    @cached_property
+    def retriever(self):
+        """The knowledge-base retriever: hybrid BM25 + dense by default (``retrieval_mode``)."""
+        from rag_memory.knowledge_base.hybrid import HybridRetriever
+
+        s = self.settings
+        reranker = None
+        if s.rerank_model:
+            from rag_memory.knowledge_base.rerank import CrossEncoderReranker
+
+            reranker = CrossEncoderReranker(s.rerank_model, device=s.device)
+        return HybridRetriever(
+            self.dense_retriever,
+            self.lexical,
+            mode=s.retrieval_mode,
+            top_k=s.top_k,
+            min_score=None if s.min_score <= -1.0 else s.min_score,
+            candidates=s.hybrid_candidates,
+            languages=s.embedder_languages,
+            mmr=s.mmr,
+            mmr_lambda=s.mmr_lambda,
+            reranker=reranker,
+            rerank_candidates=s.rerank_candidates,
         )
 
     @cached_property
@@ -75,6 +105,7 @@ class Components:
             self.store,
             self.manifest,
             self.embedder,
+            lexical=self.lexical,
             chunk_tokens=s.chunk_tokens,
             chunk_overlap=s.chunk_overlap,
             lock_dir=s.home,

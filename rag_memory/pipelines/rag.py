@@ -220,7 +220,7 @@ class RagPipeline:
             standalone = condense_question(question, recent, rewrite=rewrite)
         with _timed(timings, "retrieve"):
             candidates = parts.retriever.retrieve(standalone, top_k=top_k)
-            hits = [h for h in candidates if h.score >= s.relevance_gate]
+            hits = [h for h in candidates if relevant(h, s.relevance_gate)]
         with _timed(timings, "recall"):
             memories: list[Memory] = []
             if s.memory_top_k:
@@ -343,6 +343,9 @@ class RagPipeline:
             "gate": {"knowledge": self.settings.relevance_gate, "memory": self.settings.memory_min_score},
             "chunks": [
                 {"chunk_id": h.chunk_id, "source": h.source, "page": h.page, "score": round(h.score, 4),
+                 "dense_score": _round(h.metadata.get("dense_score")),
+                 "bm25_score": _round(h.metadata.get("bm25_score")),
+                 "rerank_score": _round(h.metadata.get("rerank_score")),
                  "passed_gate": h.chunk_id in passed, "injected": h.chunk_id in injected}
                 for h in candidates
             ],
@@ -355,6 +358,20 @@ class RagPipeline:
                        "sections": {k: v.as_json() for k, v in fused.sections.items()}},
             "recent_turns": len(fused.history),
         }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def relevant(hit: Hit, gate: float) -> bool:
+    """The relevance gate: a hybrid hit passes on BM25 match strength or on cosine similarity
+    (where the embedder reads the question's language); a plain dense hit on its cosine."""
+    if "bm25_match" in hit.metadata or "dense_score" in hit.metadata:
+        from rag_memory.knowledge_base.hybrid import passes_gate
+
+        return passes_gate(hit, gate)
+    return hit.score >= gate
 
 
 @contextmanager

@@ -88,7 +88,7 @@ def test_nothing_relevant_abstains_without_calling_the_generator(kb):
     answer = rag.ask("quantum chromodynamics lattice gauge", session_id="x", user_id="carol")
     assert answer.abstained and answer.answer == NOTHING_RELEVANT["en"]
     assert answer.sources == [] and gen.calls == []
-    zh = rag.ask("量子色动力学是什么", session_id="x", user_id="carol")
+    zh = rag.ask("量子色动力学拉格朗日量", session_id="x", user_id="carol")
     assert zh.abstained and zh.answer == NOTHING_RELEVANT["zh"]
 
 

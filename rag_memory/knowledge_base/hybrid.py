@@ -1,0 +1,485 @@
+"""Hybrid retrieval: dense (Chroma) and BM25 (SQLite FTS5) candidates fused into one ranking.
+
+How the two lists are fused (measured on SQuAD v1.1 dev and CMRC 2018 dev; docs/benchmarks.md):
+
+1. Each retriever's candidate scores are min-max normalised over its own candidates, and the
+   fused score is ``w * dense + (1 - w) * bm25`` (a chunk missing from a list gets 0 there).
+   Unlike reciprocal-rank fusion this keeps how far ahead a hit is, which is what lifts SQuAD
+   hit@5 from 0.93 (RRF) to 0.955 and MRR@10 above BM25 alone.
+2. The dense weight ``w`` starts at 0.5 and is scaled by how much of the query is in a
+   language the embedder was trained on (``embedder_languages``, ``language_factor``):
+   all-MiniLM-L6-v2 is an English model, so for a Chinese query its cosine is close to noise
+   and its weight drops to 0 (plain RRF drags CMRC hit@5 from 0.997 to 0.59 there). A
+   multilingual embedder (bge-m3, multilingual-e5, ...) keeps 0.5 for every language.
+3. Per query, each side's weight is scaled by how clearly its best candidate stands out from
+   its other candidates (the top score's z-score), so a retriever with a flat, undecided list
+   counts for less.
+
+Nothing here needs a flag: the defaults are the same for every language and embedder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rag_memory.errors import ConfigError
+from rag_memory.knowledge_base.lexical import BM25Index
+from rag_memory.knowledge_base.retrievers import DenseRetriever, match_sources
+from rag_memory.schema import Hit
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "dense", "bm25")
+DEFAULT_DENSE_WEIGHT = 0.5
+DEFAULT_CANDIDATES = 50
+DEFAULT_MMR_LAMBDA = 0.5
+
+# -- which languages an embedder reads -----------------------------------------------------------
+
+LATIN = "latin"  # Latin-script words: English and other Latin-alphabet languages
+CJK = "cjk"  # Chinese, Japanese, Korean
+OTHER = "other"  # other scripts (Cyrillic, Greek, Arabic, Devanagari ...)
+ALL = frozenset({LATIN, CJK, OTHER})
+ENGLISH = frozenset({LATIN})
+CHINESE = frozenset({LATIN, CJK})
+
+# First match wins; patterns are searched in the lower-cased model id or path.
+KNOWN_EMBEDDERS: tuple[tuple[str, frozenset[str]], ...] = (
+    # multilingual models, checked first so "multilingual-e5" is not read as English "e5"
+    (r"multilingual|bge-m3|labse|gte-multilingual|jina-embeddings-v3|qwen3-embedding|xlm-r|me5-", ALL),
+    # Chinese models read Chinese and (some) English
+    (r"bge-.*zh|text2vec|m3e|chinese|acge|stella|conan|piccolo|tao-", CHINESE),
+    # the hashing embedder is lexical: it matches any script
+    (r"^hashing", ALL),
+    # English-only sentence-transformers and retrieval models
+    (
+        r"minilm|mpnet|distilroberta|msmarco|multi-qa|all-distil|sentence-t5|gtr-t5|contriever|"
+        r"bge-.*-en|/e5-|^e5-|thenlper/gte-|^gte-(small|base|large)|nomic-embed-text-v1|mxbai-embed|"
+        r"snowflake-arctic-embed-[sml]|instructor|gist-",
+        ENGLISH,
+    ),
+)
+
+
+def embedder_languages(model_id: str, setting: str = "auto") -> frozenset[str]:
+    """The scripts an embedder handles well.
+
+    Args:
+        model_id: The embedder's id or path (e.g. ``sentence-transformers/all-MiniLM-L6-v2``).
+        setting: ``auto`` (look the name up in ``KNOWN_EMBEDDERS``), ``multilingual``,
+            ``english``, or a comma-separated list of ``latin``, ``cjk``, ``other``.
+
+    Returns:
+        A set of ``latin``/``cjk``/``other``. An unknown model counts as multilingual unless its name
+        says English (``-en``, ``english``), so a new multilingual model is never ignored.
+    """
+    setting = (setting or "auto").strip().lower()
+    if setting == "multilingual":
+        return ALL
+    if setting == "english":
+        return ENGLISH
+    if setting != "auto":
+        parts = {p.strip() for p in setting.split(",") if p.strip()}
+        bad = parts - ALL
+        if bad or not parts:
+            raise ConfigError(
+                f"embedder_languages {setting!r} is not valid: use auto, multilingual, english, or a list of"
+                " latin, cjk, other"
+            )
+        return frozenset(parts)
+    name = model_id.lower()
+    for pattern, langs in KNOWN_EMBEDDERS:
+        if re.search(pattern, name):
+            return langs
+    if re.search(r"(^|[-_/.])en([-_/.]|$)|english", name):
+        return ENGLISH
+    return ALL
+
+
+_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+_WORD = re.compile(r"[^\W\d_]+")
+_LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]+")
+
+
+def query_scripts(query: str) -> dict[str, float]:
+    """Shares of the query's words in each script; a CJK character counts as one word."""
+    cjk = len(_CJK_CHAR.findall(query))
+    words = _WORD.findall(_CJK_CHAR.sub(" ", query))
+    latin = sum(1 for w in words if _LATIN_WORD.fullmatch(w))
+    other = len(words) - latin
+    total = cjk + latin + other
+    if total == 0:  # digits and punctuation only: nothing says the embedder cannot read it
+        return {LATIN: 1.0, CJK: 0.0, OTHER: 0.0}
+    return {LATIN: latin / total, CJK: cjk / total, OTHER: other / total}
+
+
+def language_coverage(query: str, languages: frozenset[str]) -> float:
+    """How much of the query (0..1) is in scripts the embedder reads."""
+    return sum(share for script, share in query_scripts(query).items() if script in languages)
+
+
+def language_factor(coverage: float) -> float:
+    """How far to trust the embedder on a query, from the share it can read.
+
+    A query is read in its main language: a Chinese question naming one English term (CMRC
+    has 146 of them, at a share of 0.1) is Chinese, and an English-only model's vector for it
+    is still noise. Below a third: 0; above two thirds: 1; linear between.
+    """
+    return min(max((coverage - 1 / 3) * 3, 0.0), 1.0)
+
+
+# -- fusion ------------------------------------------------------------------------------------
+
+
+def minmax(scores: Sequence[float]) -> list[float]:
+    """Scores scaled to [0, 1] over the list (all 1.0 when they are equal)."""
+    if not scores:
+        return []
+    lo, hi = min(scores), max(scores)
+    if hi <= lo:
+        return [1.0] * len(scores)
+    return [(s - lo) / (hi - lo) for s in scores]
+
+
+def separation(scores: Sequence[float]) -> float | None:
+    """How far the best score stands above the list: (top - mean) / std; None if too short."""
+    if len(scores) < 3:
+        return None
+    mean = sum(scores) / len(scores)
+    var = sum((s - mean) ** 2 for s in scores) / len(scores)
+    if var <= 0:
+        return 0.0
+    return (max(scores) - mean) / math.sqrt(var)
+
+
+def fusion_weight(prior: float, dense_scores: Sequence[float], bm25_scores: Sequence[float]) -> float:
+    """The dense share for one query: the prior, scaled by each list's separation."""
+    if prior <= 0.0 or prior >= 1.0:
+        return min(max(prior, 0.0), 1.0)
+    sd, sb = separation(dense_scores), separation(bm25_scores)
+    if not bm25_scores:
+        return 1.0
+    if not dense_scores:
+        return 0.0
+    if sd is None or sb is None or sd + sb <= 0:
+        return prior
+    return prior * sd / (prior * sd + (1 - prior) * sb)
+
+
+def fuse(dense: Sequence[Hit], lexical: Sequence[Hit], dense_weight: float) -> list[Hit]:
+    """One ranking from two candidate lists (each best first), with the scores in metadata."""
+    dn = minmax([h.score for h in dense])
+    bn = minmax([h.score for h in lexical])
+    table: dict[str, dict[str, Any]] = {}
+    for rank, (hit, norm) in enumerate(zip(dense, dn, strict=True)):
+        table[hit.chunk_id] = {"hit": hit, "dense": hit.score, "dn": norm, "dense_rank": rank + 1}
+    for rank, (hit, norm) in enumerate(zip(lexical, bn, strict=True)):
+        row = table.setdefault(hit.chunk_id, {"hit": hit})
+        row.update({"bm25": hit.score, "bn": norm, "bm25_rank": rank + 1})
+    out = []
+    for row in table.values():
+        fused = dense_weight * row.get("dn", 0.0) + (1 - dense_weight) * row.get("bn", 0.0)
+        hit = row["hit"]
+        meta = dict(hit.metadata)
+        meta.update(
+            dense_score=row.get("dense"),
+            bm25_score=row.get("bm25"),
+            fused_score=fused,
+            dense_rank=row.get("dense_rank"),
+            bm25_rank=row.get("bm25_rank"),
+            dense_weight=dense_weight,
+        )
+        out.append((fused, row.get("dn", 0.0), row.get("bn", 0.0), _replace(hit, fused, meta)))
+    out.sort(key=lambda t: (-t[0], -t[1], -t[2]))
+    return [t[3] for t in out]
+
+
+def _replace(hit: Hit, score: float, metadata: dict[str, Any]) -> Hit:
+    return Hit(
+        chunk_id=hit.chunk_id, text=hit.text, score=score, source=hit.source, page=hit.page, title=hit.title,
+        metadata=metadata,
+    )
+
+
+def mmr_select(
+    hits: Sequence[Hit], vectors: Mapping[str, Sequence[float]], k: int, lambda_: float
+) -> list[Hit]:
+    """Maximal marginal relevance: trade each hit's relevance against its similarity to
+    the hits already picked. ``lambda_`` 1 is pure relevance, 0 pure diversity."""
+    if not hits:
+        return []
+    rel = dict(zip([h.chunk_id for h in hits], minmax([h.score for h in hits]), strict=True))
+    pool = [h for h in hits if h.chunk_id in vectors]
+    missing = [h for h in hits if h.chunk_id not in vectors]
+    chosen: list[Hit] = []
+    best_sim: dict[str, float] = {h.chunk_id: -1.0 for h in pool}
+    while pool and len(chosen) < k:
+        pick = max(pool, key=lambda h: lambda_ * rel[h.chunk_id] - (1 - lambda_) * max(best_sim[h.chunk_id], 0.0))
+        pool.remove(pick)
+        chosen.append(pick)
+        pv = vectors[pick.chunk_id]
+        for h in pool:
+            sim = sum(a * b for a, b in zip(vectors[h.chunk_id], pv, strict=False))
+            if sim > best_sim[h.chunk_id]:
+                best_sim[h.chunk_id] = sim
+    return (chosen + missing)[:k]
+
+
+# -- the retriever -----------------------------------------------------------------------------
+
+
+class HybridRetriever:
+    """Rank knowledge-base chunks by dense similarity and BM25 together.
+
+    Args:
+        dense: The dense retriever (its store, embedder and source list are used).
+        lexical: The collection's BM25 index.
+        mode: ``hybrid`` (default), ``dense`` or ``bm25`` alone.
+        top_k: Hits to return by default (default: the dense retriever's).
+        min_score: Drop hits scoring below this (hybrid: the fused score in [0, 1]; dense: the
+            cosine; bm25: the BM25 score). Default: keep all.
+        candidates: How many candidates each retriever contributes before fusion.
+        dense_weight: The dense share before language and per-query scaling (0..1).
+        languages: Which scripts the embedder reads: ``auto`` (from its name), ``multilingual``,
+            ``english``, or ``latin``/``cjk`` (see ``embedder_languages``).
+        mmr: Pick the final hits by maximal marginal relevance, for diverse results.
+        mmr_lambda: MMR's trade-off, 1 = relevance only, 0 = diversity only.
+        reranker: A cross-encoder (``CrossEncoderReranker``) that re-scores the best
+            ``rerank_candidates`` fused hits.
+        rerank_candidates: How many fused hits the reranker sees.
+
+    Example:
+        >>> retriever = HybridRetriever(DenseRetriever(store, embedder), BM25Index(path, "knowledge"))  # doctest: +SKIP
+        >>> hit = retriever.retrieve("Which team won Super Bowl 50?")[0]  # doctest: +SKIP
+        >>> hit.metadata["dense_score"], hit.metadata["bm25_score"], hit.metadata["fused_score"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        dense: DenseRetriever,
+        lexical: BM25Index,
+        *,
+        mode: str = "hybrid",
+        top_k: int | None = None,
+        min_score: float | None = None,
+        candidates: int = DEFAULT_CANDIDATES,
+        dense_weight: float = DEFAULT_DENSE_WEIGHT,
+        languages: str = "auto",
+        mmr: bool = False,
+        mmr_lambda: float = DEFAULT_MMR_LAMBDA,
+        reranker=None,
+        rerank_candidates: int = 20,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"retrieval mode {mode!r} is not known; use one of {', '.join(MODES)}")
+        if top_k is not None and top_k <= 0:
+            raise ConfigError(f"top_k must be at least 1, got {top_k}")
+        if candidates < 1:
+            raise ConfigError(f"hybrid candidates must be at least 1, got {candidates}")
+        if not 0.0 <= dense_weight <= 1.0:
+            raise ConfigError(f"dense_weight must be between 0 and 1, got {dense_weight}")
+        if not 0.0 <= mmr_lambda <= 1.0:
+            raise ConfigError(f"mmr_lambda must be between 0 and 1, got {mmr_lambda}")
+        if rerank_candidates < 1:
+            raise ConfigError(f"rerank_candidates must be at least 1, got {rerank_candidates}")
+        embedder_languages("", languages)  # validate the setting now, not at the first query
+        self.dense = dense
+        self.lexical = lexical
+        self.mode = mode
+        self.top_k = top_k or dense.top_k
+        self.min_score = min_score
+        self.candidates = candidates
+        self.dense_weight = dense_weight
+        self.languages = languages
+        self.mmr = mmr
+        self.mmr_lambda = mmr_lambda
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
+        self._synced = False
+        self._sync_lock = threading.Lock()
+        self.last_timings: dict[str, float] = {}
+
+    @property
+    def store(self):
+        return self.dense.store
+
+    @property
+    def embedder(self):
+        return self.dense.embedder
+
+    def dense_prior(self, query: str) -> float:
+        """The dense share for this query before per-query scaling: the base weight, scaled by
+        how much of the query is in languages the embedder reads (``language_factor``)."""
+        langs = embedder_languages(self.embedder.model_id, self.languages)
+        return self.dense_weight * language_factor(language_coverage(query, langs))
+
+    def _ensure_index(self) -> None:
+        """Build the BM25 index from the store once, if it is behind (e.g. a collection
+        ingested before ragmem kept one): texts are copied, nothing is re-embedded."""
+        if self._synced:
+            return
+        with self._sync_lock:
+            if self._synced:
+                return
+            if not self.store.exists():
+                # The knowledge base is the store: without it the index holds only leftovers.
+                if self.lexical.count():
+                    self.lexical.drop()
+            elif self.lexical.count() != self.store.count():
+                log.warning(
+                    "the keyword index of collection %r is out of step with the store; updating it from the"
+                    " stored chunks (once)",
+                    self.lexical.collection,
+                )
+                self.lexical.sync_with(self.store)
+            self._synced = True
+
+    def _sources(self, source_glob: str | None) -> list[str] | None:
+        if not source_glob:
+            return None
+        if self.dense.sources is None:
+            raise ConfigError("this retriever cannot filter by source: it was built without a source list")
+        return match_sources(self.dense.sources(), source_glob)
+
+    def retrieve(
+        self,
+        query: str,
+        *,
+        top_k: int | None = None,
+        min_score: float | None = None,
+        source_glob: str | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """The best chunks for ``query``, best first.
+
+        Args:
+            query: The question or search text.
+            top_k: Hits to return (default: the constructor's).
+            min_score: Drop hits below this score (default: the constructor's).
+            source_glob: Keep only chunks from sources matching this glob, in both retrievers.
+            where: A Chroma metadata filter, applied to both retrievers.
+
+        Returns:
+            Hits whose ``metadata`` holds ``dense_score`` (cosine), ``bm25_score`` and
+            ``fused_score`` (None where a retriever did not return the chunk); ``score`` is
+            the fused score in hybrid mode, the cosine in dense mode, BM25 in bm25 mode.
+        """
+        if top_k is not None and top_k <= 0:
+            raise ConfigError(f"top_k must be at least 1, got {top_k}")
+        if not query.strip():
+            raise ConfigError("the query is empty; give some text to search for")
+        if not self.store.exists() and not self.lexical.path.exists():
+            return []  # nothing ingested yet; reading must not create the keyword index either
+        k = top_k or self.top_k
+        floor = self.min_score if min_score is None else min_score
+        timings: dict[str, float] = {}
+        pool = max(k, self.candidates)
+        if self.reranker is not None:
+            pool = max(pool, self.rerank_candidates)
+
+        dense_hits: list[Hit] = []
+        lexical_hits: list[Hit] = []
+        if self.mode in ("hybrid", "dense"):
+            t = time.perf_counter()
+            dense_hits = self.dense.retrieve(
+                query, top_k=pool if self.mode == "hybrid" or self.mmr or self.reranker else k,
+                min_score=-1.0, source_glob=source_glob, where=where,
+            )
+            timings["dense"] = time.perf_counter() - t
+        if self.mode in ("hybrid", "bm25"):
+            t = time.perf_counter()
+            self._ensure_index()
+            sources = self._sources(source_glob)
+            lexical_hits = self.lexical.search(query, pool, sources, where=where)
+            timings["bm25"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        prior: float | None = None  # the dense share before per-query scaling (hybrid only)
+        if self.mode == "hybrid":
+            prior = self.dense_prior(query)
+            weight = fusion_weight(prior, [h.score for h in dense_hits], [h.score for h in lexical_hits])
+            hits = fuse(dense_hits, lexical_hits, weight)
+        elif self.mode == "dense":
+            hits = [_annotate(h, dense=h.score) for h in dense_hits]
+        else:
+            hits = [_annotate(h, bm25=h.score) for h in lexical_hits]
+        if lexical_hits:
+            # BM25 over the best score the query could get: an absolute match strength in [0, 1].
+            ceiling = self.lexical.max_score(query)
+            hits = [_with(h, bm25_match=_match(h.metadata.get("bm25_score"), ceiling)) for h in hits]
+        hits = [_with(h, dense_prior=prior) for h in hits]
+        timings["fuse"] = time.perf_counter() - t
+
+        if self.reranker is not None:
+            t = time.perf_counter()
+            head = self.reranker.rerank(query, hits[: self.rerank_candidates], top_k=self.rerank_candidates)
+            hits = head + hits[self.rerank_candidates :] if self.mmr else head
+            timings["rerank"] = time.perf_counter() - t
+        if self.mmr:
+            t = time.perf_counter()
+            hits = mmr_select(hits, self._vectors([h.chunk_id for h in hits]), k, self.mmr_lambda)
+            timings["mmr"] = time.perf_counter() - t
+        self.last_timings = timings
+        return [h for h in hits if h.score >= floor][:k] if floor is not None else hits[:k]
+
+    def _vectors(self, ids: list[str]) -> dict[str, list[float]]:
+        """Stored vectors of chunks, for MMR; read from the store, not re-embedded."""
+        if not ids:
+            return {}
+        getter = getattr(self.store, "vectors", None)
+        if getter is not None:
+            return dict(getter(ids))
+        col = self.store._existing()
+        if col is None:
+            return {}
+        got = col.get(ids=list(ids), include=["embeddings"])
+        return {cid: [float(x) for x in vec] for cid, vec in zip(got["ids"], got["embeddings"], strict=True)}
+
+
+def _match(score: float | None, ceiling: float) -> float | None:
+    if score is None:
+        return None
+    return min(score / ceiling, 1.0) if ceiling > 0 else 0.0
+
+
+def _with(hit: Hit, **fields: Any) -> Hit:
+    return _replace(hit, hit.score, {**hit.metadata, **fields})
+
+
+LEXICAL_GATE = 0.2
+
+
+def passes_gate(hit: Hit, dense_gate: float, lexical_gate: float = LEXICAL_GATE) -> bool:
+    """Whether a hit is relevant enough to show a generator, whatever mode found it.
+
+    A hit passes on either side's absolute evidence: its cosine similarity at or above
+    ``dense_gate`` where the embedder reads the query's language (``dense_prior`` > 0), or
+    its BM25 score at or above ``lexical_gate`` of the best score the query could reach
+    (``bm25_match``). Fused scores are relative to the candidates, so they are not gated.
+
+    Measured with all-MiniLM-L6-v2 (best chunk of the right passage vs the best chunk of any
+    other article): ``bm25_match >= 0.2`` keeps 97% (SQuAD) / 99% (CMRC) of relevant chunks
+    and rejects 40% / 63% of the best off-topic ones; MiniLM's cosine >= 0.25 keeps 98% but
+    rejects 1% on SQuAD, and on Chinese its cosine is above 0.7 for nearly everything.
+    """
+    meta = hit.metadata
+    match = meta.get("bm25_match")
+    if match is not None and match >= lexical_gate:
+        return True
+    dense = meta.get("dense_score")
+    prior = meta.get("dense_prior")
+    if dense is None:
+        return False
+    return (prior is None or prior > 0) and dense >= dense_gate
+
+
+def _annotate(hit: Hit, *, dense: float | None = None, bm25: float | None = None) -> Hit:
+    meta = dict(hit.metadata)
+    meta.update(dense_score=dense, bm25_score=bm25, fused_score=None)
+    return _replace(hit, hit.score, meta)
