@@ -282,10 +282,11 @@ MaxNewOpt = Annotated[int | None, typer.Option("--max-new-tokens", help="Longest
 TemperatureOpt = Annotated[float | None, typer.Option("--temperature", "-t", help="0 = greedy; above 0 samples.")]
 
 
-def _pipeline(**flags: Any):
+def _pipeline(*, model: str | None, k: int | None, **flags: Any):
+    """The pipeline for ``ask`` and ``chat``, from their shared flags."""
     from rag_memory.pipelines.rag import RagPipeline
 
-    return RagPipeline(_settings(**flags))
+    return RagPipeline(_settings(generator_model=model, top_k=k, **flags))
 
 
 @app.command()
@@ -313,9 +314,8 @@ def ask(
     from rag_memory.cli.render import print_answer_footer, print_explain
 
     rag = _pipeline(
-        home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user,
-        generator=generator, generator_model=model, generator_url=generator_url, top_k=k,
-        max_new_tokens=max_new_tokens, temperature=temperature,
+        home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user, generator=generator,
+        model=model, generator_url=generator_url, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
     )
     stream = rag.stream(question, session_id=session, explain=explain)
     out = _stdout()
@@ -365,9 +365,8 @@ def chat(
     from rag_memory.cli.render import print_answer_footer
 
     rag = _pipeline(
-        home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user,
-        generator=generator, generator_model=model, generator_url=generator_url, top_k=k,
-        max_new_tokens=max_new_tokens, temperature=temperature,
+        home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user, generator=generator,
+        model=model, generator_url=generator_url, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
     )
     session_id = session or f"chat-{uuid.uuid4().hex[:8]}"
     out = _stdout()
