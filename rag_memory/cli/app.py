@@ -248,8 +248,11 @@ def status(
     from rag_memory.pipelines.components import Components
 
     settings = _settings(home=home, collection=collection, embedder=embedder, chroma_url=chroma_url)
-    st = Components(settings).status()
+    parts = Components(settings)
+    st = parts.status()
     data = st.as_json()
+    # The keyword index mirrors the store; a differing count is mended by the next ingest.
+    data["keyword_index_chunks"] = parts.lexical.count() if settings.lexical_path.exists() else 0
     data["configured_embedder"] = settings.embedder
     data["home"] = str(settings.home)
     if as_json:

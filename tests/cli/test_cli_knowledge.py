@@ -108,6 +108,7 @@ def test_status_json_reports_the_collection(tmp_path, ragmem_home):
     assert data["collection"] == "knowledge"
     assert data["embedder"] == "hashing:64"
     assert data["documents"] == 2 and data["chunks"] >= 2
+    assert data["keyword_index_chunks"] == data["chunks"]
     assert data["store_path"] == str(ragmem_home / "chroma")
     assert data["last_ingest"]
 
