@@ -334,53 +334,10 @@ def _hybrid_options(settings) -> dict[str, Any]:
     from rag_memory.knowledge_base import hybrid
 
     return {
-        "candidates": getattr(settings, "hybrid_candidates", hybrid.DEFAULT_CANDIDATES),
-        "dense_weight": getattr(settings, "hybrid_dense_weight", hybrid.DEFAULT_DENSE_WEIGHT),
-        "languages": getattr(settings, "embedder_languages", "auto"),
+        "candidates": settings.hybrid_candidates,
+        "dense_weight": hybrid.DEFAULT_DENSE_WEIGHT,
+        "languages": settings.embedder_languages,
     }
-
-
-def _lexical_for(parts) -> Any:
-    lexical = getattr(parts, "lexical", None)
-    if lexical is not None:
-        return lexical
-    from rag_memory.knowledge_base.lexical import BM25Index
-
-    return BM25Index(Path(parts.settings.home) / "lexical.sqlite3", parts.settings.collection)
-
-
-def _ingest_keeps_index() -> bool:
-    """Whether the Ingestor updates the keyword index itself (run.py's hook)."""
-    import inspect
-
-    from rag_memory.ingest.run import Ingestor
-
-    return "lexical" in inspect.signature(Ingestor.__init__).parameters
-
-
-def _mirroring_store(store, lexical):
-    """The Chroma store, with every write mirrored into the keyword index.
-
-    Stand-in for the ingest hook until ``Ingestor`` takes the index itself.
-    """
-    from rag_memory.knowledge_base.store import ChromaStore
-
-    class MirroringStore(ChromaStore):
-        def upsert_records(self, ids, texts, vectors, metadatas, **kwargs):
-            super().upsert_records(ids, texts, vectors, metadatas, **kwargs)
-            lexical.upsert_records(ids, texts, metadatas)
-
-        def delete(self, ids, *args, **kwargs):
-            ids = list(ids)
-            result = super().delete(ids, *args, **kwargs)
-            lexical.delete(ids)
-            return result
-
-        def drop(self, *args, **kwargs):
-            lexical.drop()
-            return super().drop(*args, **kwargs)
-
-    return MirroringStore(store.name, path=store.path, url=store.url)
 
 
 def evaluate_retrieval(
@@ -434,9 +391,7 @@ def evaluate_retrieval(
         mapping = write_passages(dataset.passages, folder)
         run_settings = settings.replace(home=root / "home", collection="eval-retrieval", chroma_url=None)
         parts = Components(run_settings, embedder=embedder) if embedder is not None else Components(run_settings)
-        lexical = _lexical_for(parts)
-        if not _ingest_keeps_index():
-            parts.store = _mirroring_store(parts.store, lexical)
+        lexical = parts.lexical  # filled by the ingest below, as ragmem ingest fills it
         parts.embedder.warm_up()
         started = time.perf_counter()
         ingest = parts.ingestor().run([folder], progress=_Bridge())

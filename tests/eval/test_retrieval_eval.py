@@ -178,8 +178,7 @@ def test_evaluate_retrieval_end_to_end_on_jsonl(settings, jsonl_data):
 
 
 def test_ingest_keeps_the_keyword_index_in_step(settings, tmp_path):
-    """The stand-in for run.py's hook: adds, changes and deletions reach the BM25 index."""
-    from rag_memory.eval.retrieval import _lexical_for, _mirroring_store
+    """Ingest's own hook: adds, changes, deletions and --rebuild reach the BM25 index."""
     from rag_memory.pipelines.components import Components
 
     docs = tmp_path / "docs"
@@ -187,8 +186,7 @@ def test_ingest_keeps_the_keyword_index_in_step(settings, tmp_path):
     (docs / "a.txt").write_text("Paris is the capital of France.", encoding="utf-8")
     (docs / "b.txt").write_text("北京是中国的首都。", encoding="utf-8")
     parts = Components(settings)
-    lexical = _lexical_for(parts)
-    parts.store = _mirroring_store(parts.store, lexical)
+    lexical = parts.lexical
     parts.ingestor().run([docs])
     assert lexical.ids() == parts.store.ids() and lexical.count() == 2
     (docs / "a.txt").write_text("Lyon is a city on the Rhone.", encoding="utf-8")
