@@ -23,7 +23,7 @@ def retrieval(
         Path | None, typer.Option("--passages", help='Your passages: JSONL of {"id", "text", "title"?}.')
     ] = None,
     questions: Annotated[
-        Path | None, typer.Option("--questions", help='Your questions: JSONL of {"question", "relevant": [ids]}.')
+        Path | None, typer.Option("--questions", help='Your questions: JSONL of {"question", "relevant": (list of passage ids)}.')
     ] = None,
     limit: Annotated[
         int | None,

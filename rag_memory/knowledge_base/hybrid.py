@@ -195,9 +195,17 @@ def fuse(dense: Sequence[Hit], lexical: Sequence[Hit], dense_weight: float) -> l
             bm25_rank=row.get("bm25_rank"),
             dense_weight=dense_weight,
         )
-        out.append((fused, row.get("dn", 0.0), row.get("bn", 0.0), _replace(hit, fused, meta)))
-    out.sort(key=lambda t: (-t[0], -t[1], -t[2]))
-    return [t[3] for t in out]
+        out.append((fused, row, _replace(hit, fused, meta)))
+    # Ties go to the side that carries the weight, so a weight of 0 (a language the embedder
+    # cannot read) reproduces BM25's own order exactly, and a weight of 1 the dense order.
+    never = float("inf")
+    if dense_weight <= 0.0:
+        out.sort(key=lambda t: (-t[0], t[1].get("bm25_rank", never)))
+    elif dense_weight >= 1.0:
+        out.sort(key=lambda t: (-t[0], t[1].get("dense_rank", never)))
+    else:
+        out.sort(key=lambda t: (-t[0], -t[1].get("dn", 0.0), -t[1].get("bn", 0.0)))
+    return [t[2] for t in out]
 
 
 def _replace(hit: Hit, score: float, metadata: dict[str, Any]) -> Hit:

@@ -302,3 +302,16 @@ def test_index_without_a_store_is_treated_as_leftovers(settings):
     retriever = HybridRetriever(DenseRetriever(store, HashingEmbedder(64)), lexical, mode="bm25")
     assert retriever.retrieve("Denver Broncos") == []
     assert lexical.count() == 0
+
+
+def test_a_zero_dense_weight_keeps_bm25s_order_even_on_ties():
+    from rag_memory.knowledge_base.hybrid import fuse
+    from rag_memory.schema import Hit
+
+    def hit(cid, score):
+        return Hit(chunk_id=cid, text=cid, score=score, source=f"/{cid}")
+
+    lexical = [hit("a", 5.0), hit("b", 3.0), hit("c", 3.0), hit("d", 1.0)]
+    dense = [hit("c", 0.9), hit("e", 0.8), hit("b", 0.1)]
+    assert [h.chunk_id for h in fuse(dense, lexical, 0.0)][:4] == ["a", "b", "c", "d"]
+    assert [h.chunk_id for h in fuse(dense, lexical, 1.0)][:3] == ["c", "e", "b"]
