@@ -391,26 +391,29 @@ class HybridRetriever:
         if self.reranker is not None:
             pool = max(pool, self.rerank_candidates)
 
+        # The dense share before per-query scaling (hybrid only). At 0 (say, a Chinese question
+        # and an English-only embedder) the dense side cannot move the ranking, so it is only
+        # asked for candidates when BM25 has too few.
+        prior = self.dense_prior(query) if self.mode == "hybrid" else None
         dense_hits: list[Hit] = []
         lexical_hits: list[Hit] = []
-        if self.mode in ("hybrid", "dense"):
-            t = time.perf_counter()
-            dense_hits = self.dense.retrieve(
-                query, top_k=pool if self.mode == "hybrid" or self.mmr or self.reranker else k,
-                min_score=-1.0, source_glob=source_glob, where=where,
-            )
-            timings["dense"] = time.perf_counter() - t
         if self.mode in ("hybrid", "bm25"):
             t = time.perf_counter()
             self._ensure_index()
             sources = self._sources(source_glob)
             lexical_hits = self.lexical.search(query, pool, sources, where=where)
             timings["bm25"] = time.perf_counter() - t
+        if self.mode == "dense" or (self.mode == "hybrid" and (prior or len(lexical_hits) < k)):
+            t = time.perf_counter()
+            dense_hits = self.dense.retrieve(
+                query, top_k=pool if self.mode == "hybrid" or self.mmr or self.reranker else k,
+                min_score=-1.0, source_glob=source_glob, where=where,
+            )
+            timings["dense"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        prior: float | None = None  # the dense share before per-query scaling (hybrid only)
         if self.mode == "hybrid":
-            prior = self.dense_prior(query)
+            assert prior is not None
             weight = fusion_weight(prior, [h.score for h in dense_hits], [h.score for h in lexical_hits])
             hits = fuse(dense_hits, lexical_hits, weight)
         elif self.mode == "dense":

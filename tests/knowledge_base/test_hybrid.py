@@ -315,3 +315,24 @@ def test_a_zero_dense_weight_keeps_bm25s_order_even_on_ties():
     dense = [hit("c", 0.9), hit("e", 0.8), hit("b", 0.1)]
     assert [h.chunk_id for h in fuse(dense, lexical, 0.0)][:4] == ["a", "b", "c", "d"]
     assert [h.chunk_id for h in fuse(dense, lexical, 1.0)][:3] == ["c", "e", "b"]
+
+
+def test_dense_side_is_skipped_when_it_cannot_move_the_ranking(settings):
+    class CountingNoise(NoiseEmbedder):
+        queries = 0
+
+        def embed_query(self, text):
+            CountingNoise.queries += 1
+            return super().embed_query(text)
+
+    embedder = CountingNoise()
+    retriever = build(settings, ZH_CHUNKS + EN_CHUNKS, embedder, candidates=10)
+    alone = [h.chunk_id for h in retriever.lexical.search("中国的首都和长江", 3)]
+    got = retriever.retrieve("中国的首都和长江", top_k=3)
+    assert [h.chunk_id for h in got] == alone and CountingNoise.queries == 0
+    # too few keyword matches: the dense side fills the list, after them
+    few = retriever.retrieve("大熊猫", top_k=5)
+    assert CountingNoise.queries == 1
+    assert few[0].chunk_id == "panda" and len(few) == 5
+    assert retriever.retrieve("Denver Broncos", top_k=3)[0].chunk_id == "broncos"
+    assert CountingNoise.queries == 2
