@@ -64,7 +64,7 @@ class TransformersGenerator(Generator):
     Example:
         >>> gen = TransformersGenerator("/models/Qwen2.5-0.5B-Instruct")
         >>> for piece in gen.stream([ChatMessage("user", "Say hello")]):
-        ...     print(piece, end="")
+        ...     sys.stdout.write(piece)
     """
 
     backend = "transformers"
