@@ -11,8 +11,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from rag_memory.lang import is_chinese, is_cjk_token, lexical_tokens
 from rag_memory.schema import Source
+from rag_memory.text.language import is_chinese, is_cjk_token, lexical_tokens
 
 _SENTENCE = re.compile(r"[^。！？；!?\n]+?(?:[。！？；!?]+|\.(?=\s|$)|$)", re.UNICODE)
 _STOP = frozenset(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag_memory.errors import StoreError
+from rag_memory.sqlite import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -60,6 +61,9 @@ class FileRecord:
     ingested_at: str
 
 
+MIGRATIONS = [("0001-manifest", SCHEMA)]
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -73,31 +77,23 @@ class Manifest:
     """
 
     def __init__(self, path: Path, collection: str) -> None:
-        self.path = path
+        self.path = Path(path)
         self.collection = collection
-        self._conn: sqlite3.Connection | None = None
+        self.db = Database(self.path, "the ingest manifest", migrations=MIGRATIONS, error=self._error)
 
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(SCHEMA)
-            except sqlite3.Error as exc:
-                raise StoreError(
-                    f"cannot open the ingest manifest {self.path}: {exc}. Check the folder's permissions,"
-                    " or move the ragmem home with RAGMEM_HOME."
-                ) from exc
-            self._conn = conn
-        return self._conn
+    def _error(self, doing: str, exc: Exception) -> StoreError:
+        return StoreError(
+            f"cannot {doing} the ingest manifest {self.path}: {exc}. Check the folder's permissions,"
+            " or move the ragmem home with RAGMEM_HOME."
+        )
 
     @property
     def exists(self) -> bool:
         """Whether the manifest file is there; reads of a missing one return nothing."""
-        return self._conn is not None or self.path.exists()
+        return self.db.exists
+
+    def _read(self, sql: str, params=()) -> list[tuple]:
+        return self.db.read(sql, params)
 
     @property
     def instance_id(self) -> str:
@@ -106,66 +102,49 @@ class Manifest:
         Repair removes only the chunks that carry it, so two homes sharing a collection on a
         Chroma server never delete each other's chunks.
         """
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()
-        if row:
-            return row[0]
+        _ = self.db.conn  # create the file: the id must outlive this call
+        rows = self._read("SELECT value FROM meta WHERE key = 'instance_id'")
+        if rows:
+            return rows[0][0]
         new = uuid.uuid4().hex
         with self.transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance_id', ?)", (new,))
-        return self.conn.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()[0]
+        return self._read("SELECT value FROM meta WHERE key = 'instance_id'")[0][0]
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.db.transaction() as conn:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
 
     # -- files -------------------------------------------------------------------------
     def files(self) -> dict[str, FileRecord]:
-        if not self.exists:
-            return {}
-        rows = self.conn.execute(
+        rows = self._read(
             "SELECT path, content_hash, settings_key, chunk_ids, title, ingested_at FROM files"
             " WHERE collection = ?",
             (self.collection,),
-        ).fetchall()
+        )
         return {
             r[0]: FileRecord(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5]) for r in rows
         }
 
     def sources(self) -> list[str]:
-        if not self.exists:
-            return []
-        rows = self.conn.execute("SELECT path FROM files WHERE collection = ?", (self.collection,))
-        return [r[0] for r in rows]
+        return [r[0] for r in self._read("SELECT path FROM files WHERE collection = ?", (self.collection,))]
 
     def counts(self) -> tuple[int, int]:
         """(documents, chunks) recorded for the collection."""
-        if not self.exists:
-            return 0, 0
         docs = 0
         chunks = 0
-        for (ids,) in self.conn.execute("SELECT chunk_ids FROM files WHERE collection = ?", (self.collection,)):
+        for (ids,) in self._read("SELECT chunk_ids FROM files WHERE collection = ?", (self.collection,)):
             docs += 1
             chunks += len(json.loads(ids))
         return docs, chunks
 
     def all_chunk_ids(self) -> set[str]:
         out: set[str] = set()
-        if not self.exists:
-            return out
-        for (ids,) in self.conn.execute("SELECT chunk_ids FROM files WHERE collection = ?", (self.collection,)):
+        for (ids,) in self._read("SELECT chunk_ids FROM files WHERE collection = ?", (self.collection,)):
             out.update(json.loads(ids))
         return out
 
@@ -202,9 +181,7 @@ class Manifest:
             )
 
     def pending(self) -> dict[str, set[str]]:
-        if not self.exists:
-            return {}
-        rows = self.conn.execute("SELECT path, chunk_ids FROM pending WHERE collection = ?", (self.collection,))
+        rows = self._read("SELECT path, chunk_ids FROM pending WHERE collection = ?", (self.collection,))
         return {r[0]: set(json.loads(r[1])) for r in rows}
 
     def clear_pending(self, paths: Iterable[str]) -> None:
@@ -234,12 +211,10 @@ class Manifest:
             )
 
     def last_run(self) -> str | None:
-        if not self.exists:
-            return None
-        row = self.conn.execute(
+        rows = self._read(
             "SELECT finished_at FROM runs WHERE collection = ? ORDER BY id DESC LIMIT 1", (self.collection,)
-        ).fetchone()
-        return row[0] if row else None
+        )
+        return rows[0][0] if rows else None
 
     @staticmethod
     def now() -> str:

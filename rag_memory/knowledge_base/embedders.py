@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rag_memory.errors import ConfigError, EmbedderError
-from rag_memory.lang import is_cjk_token, lexical_tokens
+from rag_memory.text.language import is_cjk_token, lexical_tokens
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rag_memory.errors import ConfigError
-from rag_memory.knowledge_base.lexical import BM25Index
+from rag_memory.knowledge_base.keyword_index import BM25Index
 from rag_memory.knowledge_base.retrievers import DenseRetriever, match_sources
 from rag_memory.schema import Hit
 

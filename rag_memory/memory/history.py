@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 
 from rag_memory.errors import ConfigError, MemoryStoreError
 from rag_memory.schema import Turn
+from rag_memory.sqlite import Database
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS summaries (
     PRIMARY KEY (user_id, session_id)
 );
 """
+
+MIGRATIONS = [("0001-history", SCHEMA)]
 
 _T = TypeVar("_T")
 
@@ -117,12 +119,20 @@ class ChatHistory:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.RLock()
+        # SQLite's lower() and LIKE fold ASCII only; casefold covers every script.
+        self.db = Database(
+            self.path, "the chat history", migrations=MIGRATIONS, error=self._fail,
+            functions=[("ragmem_fold", 1, _fold)],
+        )
 
     # -- the connection ------------------------------------------------------------------
-    def _fail(self, exc: sqlite3.Error, doing: str) -> MemoryStoreError:
+    def _fail(self, doing: str, exc: Exception) -> MemoryStoreError:
         text = str(exc)
+        if isinstance(exc, OSError):
+            return MemoryStoreError(
+                f"cannot create the folder of the chat history {self.path}: {exc.strerror}."
+                " Check its permissions, or move the ragmem home with RAGMEM_HOME."
+            )
         if "not a database" in text or "malformed" in text:
             hint = "The file is damaged: move it aside (the next run starts an empty history)."
         elif "locked" in text or "busy" in text:
@@ -134,38 +144,11 @@ class ChatHistory:
     @property
     def conn(self) -> sqlite3.Connection:
         """The open connection (opened, in WAL mode, with the schema, on first use)."""
-        with self._lock:
-            if self._conn is None:
-                try:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise MemoryStoreError(
-                        f"cannot create the folder of the chat history {self.path}: {exc.strerror}."
-                        " Check its permissions, or move the ragmem home with RAGMEM_HOME."
-                    ) from exc
-                conn = None
-                try:
-                    conn = sqlite3.connect(
-                        self.path, timeout=30, isolation_level=None, check_same_thread=False
-                    )
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=NORMAL")
-                    conn.executescript(SCHEMA)
-                    # SQLite's lower() and LIKE fold ASCII only; casefold covers every script.
-                    conn.create_function("ragmem_fold", 1, _fold, deterministic=True)
-                except sqlite3.Error as exc:
-                    if conn is not None:
-                        conn.close()
-                    raise self._fail(exc, "open") from exc
-                self._conn = conn
-            return self._conn
+        return self.db.conn
 
     def close(self) -> None:
         """Close the connection; the next call opens it again."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self.db.close()
 
     def __enter__(self) -> ChatHistory:
         return self
@@ -174,23 +157,12 @@ class ChatHistory:
         self.close()
 
     def _run(self, doing: str, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        with self._lock:
-            conn = self.conn
-            try:
-                return work(conn)
-            except sqlite3.Error as exc:
-                raise self._fail(exc, doing) from exc
+        return self.db.run(doing, work)
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        with self.db.transaction() as tx:
+            yield tx
 
     # -- turns ---------------------------------------------------------------------------
     def add(

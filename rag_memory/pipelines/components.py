@@ -45,7 +45,7 @@ class Components:
     @cached_property
     def lexical(self):
         """The collection's BM25 index (SQLite FTS5 under the home), kept in step by ingest."""
-        from rag_memory.knowledge_base.lexical import BM25Index
+        from rag_memory.knowledge_base.keyword_index import BM25Index
 
         return BM25Index(self.settings.lexical_path, self.settings.collection)
 

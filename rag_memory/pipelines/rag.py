@@ -16,10 +16,10 @@ from typing import Any
 from rag_memory.config import Settings
 from rag_memory.errors import ConfigError
 from rag_memory.generation.base import ChatMessage, GenerationConfig
-from rag_memory.lang import is_chinese
 from rag_memory.pipelines.components import Components
 from rag_memory.pipelines.fusion import PromptFuser
 from rag_memory.schema import Answer, Hit, Memory
+from rag_memory.text.language import is_chinese
 
 log = logging.getLogger(__name__)
 

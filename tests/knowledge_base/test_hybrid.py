@@ -20,7 +20,7 @@ from rag_memory.knowledge_base.hybrid import (
     minmax,
 )
 from rag_memory.knowledge_base.hybrid import ENGLISH as ENGLISH_ONLY
-from rag_memory.knowledge_base.lexical import BM25Index
+from rag_memory.knowledge_base.keyword_index import BM25Index
 from rag_memory.knowledge_base.retrievers import DenseRetriever
 from rag_memory.knowledge_base.store import ChromaStore
 from rag_memory.schema import Chunk, Hit

@@ -5,9 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag_memory.errors import GenerationError
-from rag_memory.lang import is_chinese
 from rag_memory.pipelines.fusion import CUT_MARK, PromptFuser
 from rag_memory.schema import Hit, Memory, Turn
+from rag_memory.text.language import is_chinese
 from tests.helpers.fakes import RecordingGenerator
 
 

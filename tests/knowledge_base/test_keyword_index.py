@@ -1,4 +1,4 @@
-"""The BM25 keyword index: terms, persistence, incremental updates, filters, English and Chinese."""
+"""The BM25 keyword index: persistence, incremental updates, filters, English and Chinese."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from rag_memory.errors import ConfigError, StoreError
-from rag_memory.knowledge_base import lexical
-from rag_memory.knowledge_base.lexical import BM25Index, lexical_terms, porter_stem, where_to_sql
+from rag_memory.knowledge_base import keyword_index as lexical
+from rag_memory.knowledge_base.filters import where_to_sql
+from rag_memory.knowledge_base.keyword_index import BM25Index
 from rag_memory.schema import Chunk, Hit
+from rag_memory.text.terms import lexical_terms
 
 
 def chunk(cid: str, text: str, source: str = "/docs/a.txt", page: int | None = None, index: int = 0) -> Chunk:
@@ -39,36 +41,6 @@ CHINESE = [
 ]
 
 
-# -- terms -------------------------------------------------------------------------------------
-
-
-def test_english_terms_are_stemmed_lowercase_words_without_stop_words():
-    assert lexical_terms("Which cities HOST the Olympics?") == ["citi", "host", "olymp"]
-    assert lexical_terms("connected connecting connection") == ["connect"] * 3
-
-
-def test_chinese_terms_are_characters_and_bigrams_without_question_words():
-    terms = lexical_terms("长江有多长")
-    assert terms[:4] == ["长", "江", "有", "多"]
-    assert {"长江", "江有", "有多", "多长"} <= set(terms)
-    # 什么 (what) and its characters carry no topic
-    assert not {"什", "么", "什么"} & set(lexical_terms("长江是什么"))
-
-
-def test_full_width_and_accented_letters_match_their_plain_forms():
-    assert lexical_terms("ＡＢＣ １２３ Café") == lexical_terms("abc 123 cafe")
-
-
-@pytest.mark.parametrize(
-    ("word", "stem"),
-    [("caresses", "caress"), ("ponies", "poni"), ("relational", "relat"), ("conditional", "condit"),
-     ("hopping", "hop"), ("filing", "file"), ("happy", "happi"), ("generalization", "gener"),
-     ("agreed", "agre"), ("controlling", "control"), ("roll", "roll"), ("is", "is")],
-)
-def test_porter_stems_match_the_published_examples(word, stem):
-    assert porter_stem(word) == stem
-
-
 # -- writes and persistence ------------------------------------------------------------------
 
 
@@ -86,7 +58,7 @@ def test_init_is_cheap_and_an_absent_index_is_empty(tmp_path):
     path = tmp_path / "nowhere" / "lexical.sqlite3"
     idx = BM25Index(path, "knowledge")
     assert not path.exists()
-    assert idx._conn is None
+    assert idx.db._conn is None
 
 
 def test_incremental_add_overwrite_and_delete(index):

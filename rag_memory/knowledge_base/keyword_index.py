@@ -1,285 +1,50 @@
-"""The keyword side of the knowledge base: BM25 over SQLite FTS5, kept in step with Chroma.
+"""BM25 over SQLite FTS5, kept in step with a Chroma collection: the one keyword index of the
+knowledge base and of long-term memory.
 
-Text is turned into terms by ``lexical_terms`` before it reaches SQLite (the FTS5 table uses
-the ``ascii`` tokenizer, which leaves those terms as they are), so English and Chinese are
-indexed by the same code:
-
-- Latin-script words are lower-cased, accent-folded and Porter-stemmed (``cities`` and
-  ``city`` match); a short list of function words and question words is dropped.
-- CJK text (Han, kana, hangul) becomes character unigrams plus bigrams; no word segmenter is
-  needed. Chinese question words (什么, 哪里, 多少 ...) are dropped like English ones.
-
-Measured on SQuAD v1.1 dev and CMRC 2018 dev (docs/benchmarks.md): Porter plus the stop list
-lifts English BM25 hit@5 from 0.909 to 0.933; unigrams+bigrams beat jieba words on Chinese
-(hit@5 0.997 against 0.994), and dropping question words lifts MRR@10 on both.
-
-SQLite's built-in ``bm25()`` ranks the matches, so nothing is rebuilt per query or per process.
+Text is turned into terms by ``rag_memory.text.terms.lexical_terms`` before it reaches SQLite
+(the FTS5 table uses the ``ascii`` tokenizer, which leaves those terms as they are), so English
+and Chinese are indexed by the same code. SQLite's built-in ``bm25()`` ranks the matches, so
+nothing is rebuilt per query or per process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
+import math
 import sqlite3
-import threading
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from rag_memory.errors import ConfigError, StoreError
+from rag_memory.knowledge_base.filters import where_to_sql
 from rag_memory.schema import Chunk, Hit
+from rag_memory.sqlite import Database
+from rag_memory.text.terms import TERMS_VERSION, lexical_terms
 
 log = logging.getLogger(__name__)
 
-# Bump when lexical_terms changes: an index built with other terms is re-tokenised on open.
-TERMS_VERSION = "1"
+__all__ = ["BM25_K1", "BM25Index", "MAX_QUERY_TERMS"]
 
 # FTS5's bm25() constants (fixed by SQLite); used to scale scores to the query's maximum.
 BM25_K1 = 1.2
 
-# Han (with extensions A and compatibility ideographs), hiragana, katakana (letters and the
-# prolonged sound mark only) and hangul syllables: each character is a term of its own.
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\uac00-\ud7af"
-_RUNS = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
-
-STOPWORDS_EN = frozenset(
-    """a an and are as at be been but by did do does for from had has have he her his how i if in into
-    is it its no not of on or our she that the their them there these they this to was we were what
-    when where which who whom whose why will with would you your""".split()
-)
-# Question words carry no topic: 什么 / 哪里 / 多少 ... (and their characters 什 么 哪 谁 吗 呢).
-STOPWORDS_CJK_CHARS = frozenset("么哪谁吗呢什")
-STOPWORDS_CJK_BIGRAMS = frozenset("什么 哪个 哪些 哪里 多少 为何 如何 怎么 怎样".split())
-
 MAX_QUERY_TERMS = 512
 
-
-# -- terms -------------------------------------------------------------------------------------
-
-
-def lexical_terms(text: str) -> list[str]:
-    """The terms BM25 indexes and matches, in text order (repeats kept).
-
-    Args:
-        text: Any text, English, Chinese or mixed.
-
-    Returns:
-        Lower-cased, accent-folded, Porter-stemmed Latin words without stop words, and for
-        CJK runs every character plus every pair of neighbouring characters.
-
-    Example:
-        >>> lexical_terms("Which cities host the Olympics?")
-        ['citi', 'host', 'olymp']
-        >>> lexical_terms("北京是哪个国家的首都")
-        ['北', '京', '是', '个', '国', '家', '的', '首', '都', '北京', '京是', '是哪', '个国', '国家', '家的', '的首', '首都']
-    """
-    text = unicodedata.normalize("NFKC", text).lower()
-    out: list[str] = []
-    for match in _RUNS.finditer(text):
-        run = match.group()
-        if run[0] >= "\u3041" and _is_cjk(run[0]):
-            out.extend(ch for ch in run if ch not in STOPWORDS_CJK_CHARS)
-            out.extend(
-                pair for pair in (run[i : i + 2] for i in range(len(run) - 1)) if pair not in STOPWORDS_CJK_BIGRAMS
-            )
-        elif run not in STOPWORDS_EN:
-            out.append(_word_term(run))
-    return out
-
-
-def _is_cjk(ch: str) -> bool:
-    return bool(re.match(rf"[{_CJK}]", ch))
-
-
-@lru_cache(maxsize=200_000)
-def _word_term(word: str) -> str:
-    if not word.isascii():
-        folded = "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
-        word = unicodedata.normalize("NFC", folded)
-    if word.isascii() and word.isalpha():
-        return porter_stem(word)
-    return word
-
-
-# -- the Porter stemmer (M.F. Porter, 1980), for lower-case ASCII words ------------------------
-
-
-def _consonant(word: str, i: int) -> bool:
-    ch = word[i]
-    if ch in "aeiou":
-        return False
-    if ch == "y":
-        return i == 0 or not _consonant(word, i - 1)
-    return True
-
-
-def _measure(stem: str) -> int:
-    """m in [C](VC)^m[V]: how many vowel-consonant sequences the stem has."""
-    m = 0
-    prev_vowel = False
-    for i in range(len(stem)):
-        vowel = not _consonant(stem, i)
-        if prev_vowel and not vowel:
-            m += 1
-        prev_vowel = vowel
-    return m
-
-
-def _has_vowel(stem: str) -> bool:
-    return any(not _consonant(stem, i) for i in range(len(stem)))
-
-
-def _double_consonant(word: str) -> bool:
-    return len(word) >= 2 and word[-1] == word[-2] and _consonant(word, len(word) - 1)
-
-
-def _cvc(word: str) -> bool:
-    """Ends consonant-vowel-consonant, the last not w, x or y (e.g. hop, not snow)."""
-    return (
-        len(word) >= 3
-        and _consonant(word, len(word) - 3)
-        and not _consonant(word, len(word) - 2)
-        and _consonant(word, len(word) - 1)
-        and word[-1] not in "wxy"
-    )
-
-
-_STEP2 = sorted(
-    {
-        "ational": "ate", "tional": "tion", "enci": "ence", "anci": "ance", "izer": "ize", "abli": "able",
-        "alli": "al", "entli": "ent", "eli": "e", "ousli": "ous", "ization": "ize", "ation": "ate",
-        "ator": "ate", "alism": "al", "iveness": "ive", "fulness": "ful", "ousness": "ous", "aliti": "al",
-        "iviti": "ive", "biliti": "ble",
-    }.items(),
-    key=lambda kv: -len(kv[0]),
-)
-_STEP3 = sorted(
-    {"icate": "ic", "ative": "", "alize": "al", "iciti": "ic", "ical": "ic", "ful": "", "ness": ""}.items(),
-    key=lambda kv: -len(kv[0]),
-)
-_STEP4 = sorted(
-    "al ance ence er ic able ible ant ement ment ent ion ou ism ate iti ous ive ize".split(), key=lambda s: -len(s)
-)
-
-
-def _replace_longest(word: str, rules: list[tuple[str, str]], min_measure: int) -> str:
-    for suffix, repl in rules:
-        if word.endswith(suffix):
-            stem = word[: -len(suffix)]
-            return stem + repl if _measure(stem) > min_measure else word
-    return word
-
-
-def porter_stem(word: str) -> str:
-    """The Porter stem of a lower-case ASCII word (``connections`` -> ``connect``)."""
-    if len(word) <= 2:
-        return word
-    # Step 1a: plurals.
-    if word.endswith("sses") or word.endswith("ies"):
-        word = word[:-2]
-    elif word.endswith("s") and not word.endswith("ss"):
-        word = word[:-1]
-    # Step 1b: -eed, -ed, -ing.
-    if word.endswith("eed"):
-        if _measure(word[:-3]) > 0:
-            word = word[:-1]
-    else:
-        cut = None
-        if word.endswith("ed") and _has_vowel(word[:-2]):
-            cut = word[:-2]
-        elif word.endswith("ing") and _has_vowel(word[:-3]):
-            cut = word[:-3]
-        if cut is not None:
-            word = cut
-            if word.endswith(("at", "bl", "iz")):
-                word += "e"
-            elif _double_consonant(word) and word[-1] not in "lsz":
-                word = word[:-1]
-            elif _measure(word) == 1 and _cvc(word):
-                word += "e"
-    # Step 1c: y -> i after a vowel somewhere in the stem.
-    if word.endswith("y") and _has_vowel(word[:-1]):
-        word = word[:-1] + "i"
-    # Steps 2 and 3: double and single suffixes, when the stem is long enough.
-    word = _replace_longest(word, _STEP2, 0)
-    word = _replace_longest(word, _STEP3, 0)
-    # Step 4: drop a suffix from a long stem (-ion only after s or t).
-    for suffix in _STEP4:
-        if word.endswith(suffix):
-            stem = word[: -len(suffix)]
-            if _measure(stem) > 1 and (suffix != "ion" or stem.endswith(("s", "t"))):
-                word = stem
-            break
-    # Step 5: a final -e, and -ll.
-    if word.endswith("e"):
-        stem = word[:-1]
-        m = _measure(stem)
-        if m > 1 or (m == 1 and not _cvc(stem)):
-            word = stem
-    if word.endswith("ll") and _measure(word) > 1:
-        word = word[:-1]
-    return word
-
-
-# -- metadata filters --------------------------------------------------------------------------
-
-_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-
-
-def where_to_sql(where: Mapping[str, Any], column: str = "metadata") -> tuple[str, list[Any]]:
-    """A Chroma ``where`` filter as an SQL condition on a JSON metadata column.
-
-    Supports what Chroma does for metadata: ``{"key": value}``, ``$eq $ne $gt $gte $lt $lte
-    $in $nin`` and nested ``$and`` / ``$or``.
-    """
-    if not isinstance(where, Mapping) or not where:
-        raise ConfigError(f"a metadata filter must be a non-empty mapping, got {where!r}")
-    parts: list[str] = []
-    params: list[Any] = []
-    for key, value in where.items():
-        if key in ("$and", "$or"):
-            if not isinstance(value, list | tuple) or not value:
-                raise ConfigError(f"{key} in a metadata filter takes a non-empty list of filters, got {value!r}")
-            subs = [where_to_sql(v, column) for v in value]
-            parts.append("(" + f" {key[1:].upper()} ".join(s for s, _ in subs) + ")")
-            for _, p in subs:
-                params.extend(p)
-            continue
-        if key.startswith("$") or '"' in key:
-            raise ConfigError(f"unsupported key {key!r} in a metadata filter")
-        field = f"json_extract({column}, '$.\"{key}\"')"
-        ops = value if isinstance(value, Mapping) else {"$eq": value}
-        for op, arg in ops.items():
-            if op in _OPS:
-                parts.append(f"{field} {_OPS[op]} ?")
-                params.append(arg)
-            elif op in ("$in", "$nin"):
-                if not isinstance(arg, list | tuple):
-                    raise ConfigError(f"{op} in a metadata filter takes a list, got {arg!r}")
-                neg = "NOT " if op == "$nin" else ""
-                parts.append(f"{field} {neg}IN (SELECT value FROM json_each(?))")
-                params.append(json.dumps(list(arg)))
-            else:
-                raise ConfigError(
-                    f"unsupported operator {op!r} in a metadata filter; use one of"
-                    f" {', '.join([*_OPS, '$in', '$nin', '$and', '$or'])}"
-                )
-    return "(" + " AND ".join(parts) + ")", params
-
-
-# -- the index ---------------------------------------------------------------------------------
-
-_REGISTRY = """
+MIGRATIONS = [
+    (
+        "0001-lexical-collections",
+        """
 CREATE TABLE IF NOT EXISTS lexical_collections (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     name          TEXT NOT NULL UNIQUE,
     terms_version TEXT NOT NULL
 );
-"""
+""",
+    )
+]
 
 
 class BM25Index:
@@ -299,55 +64,47 @@ class BM25Index:
     def __init__(self, path: Path, collection: str) -> None:
         self.path = Path(path)
         self.collection = collection
-        self._conn: sqlite3.Connection | None = None
+        self.db = Database(self.path, "the keyword index", migrations=MIGRATIONS, error=self._open_error)
+        self._lock = self.db.lock
         self._tables: tuple[str, str] | None = None
         self._vocab: str | None = None  # the FTS table whose term statistics view this connection has
         self._df: dict[str, int] = {}  # document frequencies read so far, valid until a write
         self._df_version: int | None = None
-        self._lock = threading.RLock()
 
     # -- connection ----------------------------------------------------------------------
     @property
     def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_REGISTRY)
-            except (sqlite3.Error, OSError) as exc:
-                raise StoreError(
-                    f"cannot open the keyword index {self.path}: {exc}. Check the folder's permissions and"
-                    " free space, or move the ragmem home with RAGMEM_HOME."
-                ) from exc
-            self._conn = conn
-        return self._conn
+        return self.db.conn
+
+    def _open_error(self, doing: str, exc: Exception) -> StoreError:
+        return StoreError(
+            f"cannot {doing} the keyword index {self.path}: {exc}. Check the folder's permissions and"
+            " free space, or move the ragmem home with RAGMEM_HOME."
+        )
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-                self._tables = None
-                self._vocab = None
-                self._df.clear()
+            self.db.close()
+            self._tables = None
+            self._vocab = None
+            self._df.clear()
 
     @contextmanager
     def _transaction(self):
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._error("start a write to", exc) from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
-            self._df.clear()
+        with self._lock:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._error("start a write to", exc) from exc
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+                self._df.clear()
 
     def _error(self, doing: str, exc: Exception) -> StoreError:
         return StoreError(
@@ -564,7 +321,6 @@ class BM25Index:
                 row = self.conn.execute(f"SELECT doc FROM temp.{fts}_vocab WHERE term = ?", (term,)).fetchone()
                 self._df[term] = row[0] if row else 0
             df = self._df
-        import math
 
         total = 0.0
         for t in terms:
