@@ -1,0 +1,100 @@
+"""The embedder base class: batching, normalisation and a query cache on top of one method.
+
+A backend subclasses ``Embedder`` and implements ``_embed_batch``, ``dimension``,
+``max_tokens`` and ``count_tokens``; ``embed_documents`` and ``embed_query`` are built on them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+_QUERY_CACHE_SIZE = 32
+_QUERY_CACHE_LOCK = threading.Lock()
+
+
+class Embedder(ABC):
+    """Base class: batching and normalisation on top of ``_embed_batch``.
+
+    Attributes:
+        model_id: A stable name stored with the collection, so a mismatch is caught.
+        batch_size: Texts per call to ``_embed_batch``.
+    """
+
+    model_id: str = "embedder"
+    batch_size: int = 64
+
+    def warm_up(self) -> None:  # noqa: B027 - a backend without a model has nothing to load
+        """Load the model; idempotent."""
+
+    @property
+    @abstractmethod
+    def dimension(self) -> int:
+        """Floats per vector."""
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens of text the model reads before it truncates (special tokens excluded); needed
+        by ingest's chunker."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how many tokens it reads")
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` has for this model (special tokens excluded); needed by ingest's chunker."""
+        raise NotImplementedError(f"{type(self).__name__} does not count tokens")
+
+    @abstractmethod
+    def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+        """Vectors (any length-scale; they are normalised afterwards) for a batch of documents."""
+
+    def _embed_query(self, text: str) -> list[float]:
+        return self._embed_batch([text])[0]
+
+    def embed_documents(
+        self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None
+    ) -> list[list[float]]:
+        """Embed texts for storage.
+
+        Args:
+            texts: The texts, each within ``max_tokens``.
+            progress: Called with the number of texts done after each batch.
+
+        Returns:
+            One unit-length vector (``dimension`` floats) per text, in order.
+        """
+        self.warm_up()
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            out.extend(_normalise(v) for v in self._embed_batch(batch))
+            if progress:
+                progress(len(batch))
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a search query as one unit-length vector.
+
+        The last few queries are remembered: one question is searched in the knowledge base
+        and in long-term memory, and should be embedded once.
+        """
+        cache = self.__dict__.setdefault("_query_cache", OrderedDict())
+        with _QUERY_CACHE_LOCK:
+            if text in cache:
+                cache.move_to_end(text)
+                return list(cache[text])
+        self.warm_up()
+        vector = _normalise(self._embed_query(text))
+        with _QUERY_CACHE_LOCK:
+            cache[text] = tuple(vector)
+            if len(cache) > _QUERY_CACHE_SIZE:
+                cache.popitem(last=False)
+        return vector
+
+
+def _normalise(vector: Sequence[float]) -> list[float]:
+    norm = math.sqrt(sum(float(x) * float(x) for x in vector))
+    if norm == 0.0:
+        return [float(x) for x in vector]
+    return [float(x) / norm for x in vector]
