@@ -57,8 +57,11 @@ class Settings:
         rerank_candidates: How many fused hits the reranker re-scores.
         user: The user whose long-term memory ``ask`` reads and writes.
         memory_collection: Chroma collection of long-term memories (all users, filtered by user).
-        memory_top_k: Long-term memories recalled per question.
+        memory_top_k: Most long-term memories recalled per question (the budget usually binds first).
         memory_min_score: Memories scoring below this are not injected.
+        memory_budget_tokens: Tokens the recalled memories may use per question (never more than
+            ``memory_context_share`` of the generator's context).
+        memory_context_share: Largest share of the generator's context that memories may use.
         memory_recency_weight: Share of a memory's score that comes from its recency (0..1).
         memory_half_life_days: Age at which a memory's recency bonus halves.
         generator: ``auto``, ``transformers``, ``openai`` (an OpenAI-compatible server) or ``extractive``.
@@ -94,8 +97,10 @@ class Settings:
     # conversation memory
     user: str = "default"
     memory_collection: str = "memory"
-    memory_top_k: int = 4
+    memory_top_k: int = 50
     memory_min_score: float = 0.3
+    memory_budget_tokens: int = 1000
+    memory_context_share: float = 0.25
     memory_recency_weight: float = 0.15
     memory_half_life_days: float = 30.0
     # generation
@@ -163,6 +168,10 @@ class Settings:
             raise ConfigError(f"memory_half_life_days must be above 0, got {self.memory_half_life_days}")
         if self.memory_top_k < 0:
             raise ConfigError(f"memory_top_k must be 0 or more, got {self.memory_top_k}")
+        if self.memory_budget_tokens < 0:
+            raise ConfigError(f"memory_budget_tokens must be 0 or more, got {self.memory_budget_tokens}")
+        if not 0.0 < self.memory_context_share <= 1.0:
+            raise ConfigError(f"memory_context_share must be above 0 and at most 1, got {self.memory_context_share}")
         if self.retrieval_mode not in ("hybrid", "dense", "bm25"):
             raise ConfigError(f"retrieval_mode {self.retrieval_mode!r} is not known; use hybrid, dense or bm25")
         if self.hybrid_candidates < 1 or self.rerank_candidates < 1:

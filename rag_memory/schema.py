@@ -187,6 +187,31 @@ class Memory:
     created_at: str
     score: float = 0.0
     similarity: float = 0.0
+    turn: str | None = None  # provenance "session:turn" of a spoken turn
+    superseded_by: str | None = None  # id of a newer memory that updates this one
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A person, place, thing or date a user's memories mention (the per-user entity graph).
+
+    Attributes:
+        name: The entity as first written (``Caroline``, ``成都``, ``2023-05-07``).
+        kind: ``person``, ``place``, ``organisation``, ``thing``, ``date`` or ``quantity``.
+        mentions: How many memory units mention it.
+        first_seen: When it was first mentioned (ISO 8601).
+        last_seen: When it was last mentioned (ISO 8601).
+        sessions: The sessions that mention it, in the order first seen.
+        related: Entities mentioned together with it, most often first, as ``(name, count)``.
+    """
+
+    name: str
+    kind: str
+    mentions: int
+    first_seen: str
+    last_seen: str
+    sessions: tuple[str, ...] = ()
+    related: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

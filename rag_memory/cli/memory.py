@@ -1,9 +1,9 @@
 """``ragmem memory …``: look into, search, export and delete conversation memory.
 
-Two stores are involved: the chat history (SQLite, every turn) and the long-term memory
-(a Chroma collection of embedded exchanges and facts). Commands that only read the
-history never open Chroma, and only ``search`` embeds anything, so only it loads the
-embedding model. Heavy modules are imported inside the commands.
+Every command goes through the memory facade (``Components.memory``, a ``MemoryService``);
+no screen code knows how memory is stored. Commands that only read the history never open
+Chroma, and only ``search`` embeds anything, so only it loads the embedding model. Heavy
+modules are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import dataclasses
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,8 +20,7 @@ import typer
 
 if TYPE_CHECKING:
     from rag_memory.config import Settings
-    from rag_memory.memory.history import ChatHistory
-    from rag_memory.memory.long_term import LongTermMemory
+    from rag_memory.memory.service import MemoryService
 
 memory_app = typer.Typer(
     help="Inspect, search, export and delete conversation memory.",
@@ -59,30 +57,18 @@ def _handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# -- building the stores -------------------------------------------------------------------
+# -- reaching memory ----------------------------------------------------------------------
 def _settings(**flags: Any) -> Settings:
     from rag_memory.config import Settings
 
     return Settings.load(flags)
 
 
-def _history(settings: Settings) -> ChatHistory:
-    from rag_memory.memory.history import ChatHistory
+def _memory(settings: Settings) -> MemoryService:
+    """The memory facade; building it opens nothing and loads no model (both happen on use)."""
+    from rag_memory.pipelines.components import Components
 
-    return ChatHistory(settings.history_path)
-
-
-def _long_term(settings: Settings) -> LongTermMemory:
-    """The long-term memory; building it loads no model (the embedder loads on first embed)."""
-    from rag_memory.knowledge_base.embedders import make_embedder
-    from rag_memory.knowledge_base.store import ChromaStore
-    from rag_memory.memory.long_term import LongTermMemory
-
-    store = ChromaStore(settings.memory_collection, path=settings.chroma_path, url=settings.chroma_url)
-    embedder = make_embedder(settings.embedder, device=settings.device, batch_size=settings.embed_batch_size)
-    return LongTermMemory(
-        store, embedder, recency_weight=settings.memory_recency_weight, half_life_days=settings.memory_half_life_days
-    )
+    return Components(settings).memory
 
 
 # -- output --------------------------------------------------------------------------------
@@ -101,14 +87,9 @@ def _turn_json(turn: Any) -> dict[str, Any]:
 
 
 def _memory_json(memory: Any, *, scored: bool = False) -> dict[str, Any]:
-    data = dataclasses.asdict(memory)
-    if scored:
-        data["score"] = round(memory.score, 6)
-        data["similarity"] = round(memory.similarity, 6)
-    else:
-        data.pop("score")
-        data.pop("similarity")
-    return data
+    from rag_memory.memory.service import memory_json
+
+    return memory_json(memory, scored=scored)
 
 
 def _excerpt(text: str, width: int = 100) -> str:
@@ -146,6 +127,10 @@ def _print_memories(console: Any, memories: list[Any], *, scored: bool = False) 
     console.print(table)
 
 
+def _turn_count(memory: MemoryService, user: str | None, session: str | None) -> int:
+    return sum(s.turns for s in memory.sessions(user) if session is None or s.session_id == session)
+
+
 # -- commands ------------------------------------------------------------------------------
 @memory_app.command("list")
 @_handles_errors
@@ -160,17 +145,16 @@ def list_memory(
     as_json: JsonOpt = False,
 ) -> None:
     """List stored conversations, or with --session the turns of one conversation."""
-    settings = _settings(home=home, chroma_url=chroma_url)
-    history = _history(settings)
+    memory = _memory(_settings(home=home, chroma_url=chroma_url))
     data: dict[str, Any] = {"user": user, "session": session}
     if session is None:
-        sessions = history.sessions(user)
+        sessions = memory.sessions(user)
         data["sessions"] = [dataclasses.asdict(s) for s in sessions]
     else:
-        owners = [user] if user is not None else [s.user_id for s in history.sessions() if s.session_id == session]
-        turns = [t for owner in owners for t in history.turns(owner, session)]
+        owners = [user] if user is not None else memory.owners(session)
+        turns = [t for owner in owners for t in memory.history(owner, session)]
         data["turns"] = [_turn_json(t) for t in turns]
-    stored = _long_term(settings).list(user, session) if memories else []
+    stored = memory.list(user, session) if memories else []
     if memories:
         data["memories"] = [_memory_json(m) for m in stored]
     if as_json:
@@ -218,12 +202,10 @@ def search_memory(
     given: memories are never searched across users.
     """
     settings = _settings(home=home, embedder=embedder, chroma_url=chroma_url)
-    turns = _history(settings).search(query, user_id=user, session_id=session, limit=limit)
+    memory = _memory(settings)
+    turns = memory.find_turns(query, user_id=user, session_id=session, limit=limit)
     memory_user = user or settings.user
-    top_k = k if k is not None else max(settings.memory_top_k, 1)
-    recalled = _long_term(settings).recall(memory_user, query, k=top_k * (4 if session else 1))
-    if session is not None:
-        recalled = [m for m in recalled if m.session_id == session][:top_k]
+    recalled = memory.search(memory_user, query, k if k is not None else 10, session_id=session)
     if as_json:
         _print_json(
             {
@@ -259,9 +241,9 @@ def forget_memory(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete a user's history turns and long-term memories (only one session's with --session)."""
-    settings = _settings(home=home, chroma_url=chroma_url)
-    turns = _history(settings).delete(user, session)
-    memories = _long_term(settings).forget(user, session)
+    memory = _memory(_settings(home=home, chroma_url=chroma_url))
+    turns = _turn_count(memory, user, session)
+    memories = memory.forget(user, session_id=session)
     if as_json:
         _print_json({"user": user, "session": session, "turns_deleted": turns, "memories_deleted": memories})
         return
@@ -280,20 +262,8 @@ def export_memory(
     chroma_url: ChromaUrlOpt = None,
 ) -> None:
     """Export history turns, session summaries and long-term memories as JSON."""
-    settings = _settings(home=home, chroma_url=chroma_url)
-    history = _history(settings)
-    sessions = [s for s in history.sessions(user) if session is None or s.session_id == session]
-    turns = [t for s in reversed(sessions) for t in history.turns(s.user_id, s.session_id)]
-    summaries = [s for s in history.summaries(user) if session is None or s["session_id"] == session]
-    memories = _long_term(settings).list(user, session)
-    data = {
-        "exported_at": datetime.now(UTC).isoformat(),
-        "user": user,
-        "session": session,
-        "turns": [_turn_json(t) for t in turns],
-        "summaries": summaries,
-        "memories": [_memory_json(m) for m in memories],
-    }
+    data = _memory(_settings(home=home, chroma_url=chroma_url)).export(user, session)
+    turns, memories = data["turns"], data["memories"]
     if output is None:
         _print_json(data)
         return
@@ -332,12 +302,9 @@ def clear_memory(
         f" long-term memory {settings.memory_collection!r} at {settings.store_location})"
     if not yes:
         typer.confirm(f"Delete the conversation history and long-term memories of {what}?", abort=True)
-    history = _history(settings)
-    long_term = _long_term(settings)
-    if user is None:
-        turns, memories = history.clear(), long_term.clear()
-    else:
-        turns, memories = history.delete(user, session), long_term.forget(user, session)
+    memory = _memory(settings)
+    turns = _turn_count(memory, user, session)
+    memories = memory.clear() if user is None else memory.forget(user, session_id=session)
     if as_json:
         _print_json({"user": user, "session": session, "turns_deleted": turns, "memories_deleted": memories})
         return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -210,6 +210,54 @@ class ChatHistory:
 
         turn_id = self._run("write to", work)
         return Turn(role=role, content=content, user_id=user_id, session_id=session_id, created_at=when, id=turn_id)
+
+    def add_many(
+        self,
+        user_id: str,
+        session_id: str,
+        turns: Sequence[tuple[str, str, datetime | str | None, Mapping[str, Any] | None]],
+    ) -> list[Turn]:
+        """Store several turns at the end of a session in one transaction.
+
+        Args:
+            user_id: Whose conversation it is.
+            session_id: The conversation.
+            turns: ``(role, content, created_at, metadata)`` each, in the order they were said.
+
+        Returns:
+            The stored turns, with their ids.
+        """
+        check_id("user_id", user_id)
+        check_id("session_id", session_id)
+        rows = []
+        for role, content, created_at, metadata in turns:
+            if role not in ROLES:
+                raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+            if not isinstance(content, str):
+                raise ConfigError(f"turn content must be text, got {type(content).__name__}")
+            try:
+                meta = json.dumps(dict(metadata or {}), ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"turn metadata must be JSON-serialisable: {exc}") from exc
+            rows.append((role, content, utc_iso(created_at), meta))
+
+        def work(conn: sqlite3.Connection) -> list[int]:
+            ids = []
+            with self._transaction(conn):
+                for role, content, when, meta in rows:
+                    cur = conn.execute(
+                        "INSERT INTO turns (user_id, session_id, role, content, created_at, metadata)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (user_id, session_id, role, content, when, meta),
+                    )
+                    ids.append(int(cur.lastrowid or 0))
+            return ids
+
+        ids = self._run("write to", work) if rows else []
+        return [
+            Turn(role=r[0], content=r[1], user_id=user_id, session_id=session_id, created_at=r[2], id=i)
+            for r, i in zip(rows, ids, strict=True)
+        ]
 
     def turns(self, user_id: str, session_id: str, *, limit: int | None = None) -> list[Turn]:
         """A session's turns in the order they were said; with ``limit``, only the last ones."""

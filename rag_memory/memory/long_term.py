@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +23,35 @@ from rag_memory.schema import Hit, Memory
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KINDS", "LongTermMemory", "memory_id", "recency"]
+__all__ = ["KINDS", "LongTermMemory", "MemoryUnit", "memory_id", "recency"]
 
-KINDS = ("exchange", "fact", "summary")
+# "turn": something said (a user's turn, with the generated answer where there was one);
+# "exchange": a question and answer stored before every turn became a unit of its own.
+KINDS = ("turn", "exchange", "fact", "summary")
 MAX_ANSWER_CHARS = 600
 OVERFETCH = 4
 _SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class MemoryUnit:
+    """One memory to store: what was said or learnt, when, in which session.
+
+    Attributes:
+        session_id: The session it came from.
+        kind: One of ``KINDS``.
+        text: What is remembered (shown in prompts as it is).
+        created_at: When it was said (the session's date when a conversation is replayed).
+        turn: Provenance ``session:turn`` of a spoken turn, e.g. ``s1:7`` or ``D1:3``.
+        context: The neighbouring turn (what it answered), kept for reading it in context.
+    """
+
+    session_id: str
+    kind: str
+    text: str
+    created_at: datetime
+    turn: str | None = None
+    context: str | None = None
 
 
 def memory_id(user_id: str, session_id: str, kind: str, text: str, created_at: str) -> str:
@@ -92,16 +116,26 @@ class LongTermMemory:
 
     def _write(self, records: Sequence[tuple[str, str, str, datetime]], user_id: str) -> list[Memory]:
         """Embed and store (session_id, kind, text, created_at) records of one user."""
-        if not records:
+        return self.write_units(user_id, [MemoryUnit(sid, kind, text, when) for sid, kind, text, when in records])
+
+    def write_units(self, user_id: str, units: Sequence[MemoryUnit]) -> list[Memory]:
+        """Embed and store a batch of one user's units (one embedding call, batched writes)."""
+        if not units:
             return []
         memories, metadatas = [], []
-        for session_id, kind, text, when in records:
-            iso = when.isoformat()
-            memories.append(Memory(memory_id(user_id, session_id, kind, text, iso), user_id, session_id, text, kind, iso))
-            metadatas.append(
-                {"user_id": user_id, "session_id": session_id, "kind": kind, "created_at": iso,
-                 "created_ts": when.timestamp()}
-            )
+        for unit in units:
+            iso = unit.created_at.isoformat()
+            mid = memory_id(user_id, unit.session_id, unit.kind, unit.text, iso)
+            memories.append(Memory(mid, user_id, unit.session_id, unit.text, unit.kind, iso, turn=unit.turn))
+            meta: dict[str, Any] = {
+                "user_id": user_id, "session_id": unit.session_id, "kind": unit.kind, "created_at": iso,
+                "created_ts": unit.created_at.timestamp(),
+            }
+            if unit.turn:
+                meta["turn"] = unit.turn
+            if unit.context:
+                meta["context"] = unit.context
+            metadatas.append(meta)
         vectors = self.embedder.embed_documents([m.text for m in memories])
         try:
             self.store.upsert_records(
@@ -127,7 +161,7 @@ class LongTermMemory:
             user_id: Whose memory it is.
             session_id: The session it came from.
             text: What to remember.
-            kind: ``exchange``, ``fact`` or ``summary``.
+            kind: One of ``KINDS`` (``turn``, ``exchange``, ``fact``, ``summary``).
             created_at: When it happened (default: now).
 
         Returns:
@@ -248,13 +282,29 @@ class LongTermMemory:
 
     def forget(self, user_id: str, session_id: str | None = None) -> int:
         """Delete a user's memories (one session's, when given); returns how many."""
+        return len(self.forget_ids(user_id, session_id=session_id))
+
+    def forget_ids(
+        self, user_id: str, *, session_id: str | None = None, memory_id: str | None = None
+    ) -> list[str]:
+        """Delete a user's memories (one session's, or the one memory, when given); returns their ids.
+
+        A ``memory_id`` of another user deletes nothing.
+        """
         check_id("user_id", user_id)
         filters: list[dict[str, Any]] = [{"user_id": user_id}]
         if session_id is not None:
             filters.append({"session_id": session_id})
-        where = _where(filters)
-        assert where is not None
-        return self.store.delete_where(where)
+        if memory_id is not None:
+            ids = [h.chunk_id for h in self.store.get_records(ids=[memory_id]) if h.metadata.get("user_id") == user_id]
+            if session_id is not None:
+                ids = [i for i in ids if i in self.store.ids(_where(filters))]
+        else:
+            where = _where(filters)
+            assert where is not None
+            ids = sorted(self.store.ids(where))
+        self.store.delete(ids)
+        return ids
 
     def clear(self) -> int:
         """Delete every user's memories (the whole collection); returns how many there were."""
@@ -301,4 +351,5 @@ def _memory(hit: Hit, *, score: float = 0.0, similarity: float = 0.0) -> Memory:
         created_at=str(meta.get("created_at", "")),
         score=score,
         similarity=similarity,
+        turn=meta.get("turn") or None,
     )

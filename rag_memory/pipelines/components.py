@@ -91,6 +91,17 @@ class Components:
         )
 
     @cached_property
+    def memory(self):
+        """Conversation memory (history, long-term units, entities) behind one facade."""
+        from rag_memory.memory.service import MemoryService
+
+        s = self.settings
+        return MemoryService(
+            self.history, self.long_term, budget_tokens=s.memory_budget_tokens, top_k=s.memory_top_k,
+            min_score=s.memory_min_score,
+        )
+
+    @cached_property
     def generation(self):
         """The generator selection (see ``rag_memory.generation.select``)."""
         from rag_memory.generation.select import select_generator

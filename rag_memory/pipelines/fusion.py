@@ -207,19 +207,11 @@ class PromptFuser:
         return text[:lo].rstrip()
 
     def _fit_history(self, usage: SectionUsage, recent: Sequence[Turn]) -> list[Turn]:
-        kept: list[Turn] = []
-        room = usage.budget
-        for turn in reversed(recent):  # newest first
-            need = self.count_tokens(turn.content) + 8
-            if need > room:
-                usage.dropped += len(recent) - len(kept)
-                break
-            kept.append(turn)
-            room -= need
-            usage.used += need
-        kept.reverse()
-        if kept and kept[0].role == "assistant":  # never open with half an exchange
-            kept = kept[1:]
+        from rag_memory.memory.window import recent_window
+
+        kept, dropped = recent_window(recent, usage.budget, self.count_tokens, per_turn_tokens=8)
+        usage.used += sum(self.count_tokens(t.content) + 8 for t in kept)
+        usage.dropped += len(dropped)
         return kept
 
     def _render(

@@ -171,12 +171,8 @@ class RagRetriever(BaseRetriever):
         docs = [hit_document(h) for h in hits]
         k = s.memory_top_k if self.memory_top_k is None else self.memory_top_k
         if self.include_memory and k:
-            memories = parts.long_term.recall(
-                user_id or self.user_id or s.user,
-                query,
-                k=k,
-                min_score=s.memory_min_score if self.memory_min_score is None else self.memory_min_score,
-            )
+            floor = s.memory_min_score if self.memory_min_score is None else self.memory_min_score
+            memories = [m for m in parts.memory.recall(user_id or self.user_id or s.user, query) if m.score >= floor][:k]
             docs.extend(memory_document(m) for m in memories)
         return docs
 

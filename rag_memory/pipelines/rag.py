@@ -213,8 +213,8 @@ class RagPipeline:
         llm = None if selection.extractive else gen
 
         with _timed(timings, "history"):
-            recent = parts.history.turns(user_id, session_id, limit=HISTORY_TURNS)
-            stored_summary = parts.history.summary(user_id, session_id)
+            recent = parts.memory.history(user_id, session_id, limit=HISTORY_TURNS)
+            stored_summary = parts.memory.summary(user_id, session_id)
         with _timed(timings, "condense"):
             rewrite = (lambda prompt: llm.generate([ChatMessage("user", prompt)], GenerationConfig(64))) if llm else None
             standalone = condense_question(question, recent, rewrite=rewrite)
@@ -224,9 +224,8 @@ class RagPipeline:
         with _timed(timings, "recall"):
             memories: list[Memory] = []
             if s.memory_top_k:
-                memories = parts.long_term.recall(
-                    user_id, standalone, k=s.memory_top_k, min_score=s.memory_min_score
-                )
+                # This session's own turns are in the recent window already.
+                memories = parts.memory.recall(user_id, standalone, exclude_session=session_id)
 
         facts = extract_facts(question)
         with _timed(timings, "fuse"):
@@ -308,22 +307,15 @@ class RagPipeline:
     def _store(self, user_id, session_id, question, answer, facts_only, recent, kept, llm) -> None:
         from rag_memory.memory.summarise import summarise_turns
 
-        parts = self.components
-        parts.history.add(user_id, session_id, "user", question)
-        parts.history.add(user_id, session_id, "assistant", answer)
-        if facts_only:
-            # An abstention or an extract adds nothing a later session could not retrieve
-            # again; what the user said about themselves is still worth keeping.
-            from rag_memory.memory.facts import extract_facts
-
-            for fact in extract_facts(question):
-                parts.long_term.remember(user_id, session_id, fact, kind="fact")
-        else:
-            parts.long_term.remember_exchange(user_id, session_id, question, answer)
+        memory = self.components.memory
+        # Every user turn is a memory unit; the answer joins it only when a language model
+        # wrote it (an abstention or an extract adds nothing a later session could not
+        # retrieve again).
+        memory.remember_turn(user_id, session_id, question, answer=answer, answer_is_memory=not facts_only)
         # Turns that no longer fit the window are folded into the session's running summary.
         kept_ids = {t.id for t in kept}
         fell_out = [t for t in recent if t.id not in kept_ids]
-        previous = parts.history.summary(user_id, session_id)
+        previous = memory.summary(user_id, session_id)
         upto = previous[1] if previous else 0
         new = [t for t in fell_out if t.id is not None and t.id > upto]
         if new:
@@ -333,7 +325,7 @@ class RagPipeline:
                     return llm.generate([ChatMessage("user", prompt)], GenerationConfig(160))
             summary = summarise_turns(new, previous=previous[0] if previous else None, generate=generate)
             if summary:
-                parts.history.set_summary(user_id, session_id, summary, max(t.id for t in new))
+                memory.set_summary(user_id, session_id, summary, max(t.id for t in new))
 
     def _explain(self, candidates: list[Hit], hits: list[Hit], memories: list[Memory], fused, standalone) -> dict[str, Any]:
         passed = {h.chunk_id for h in hits}
