@@ -1,55 +1,42 @@
-"""Chroma-style metadata filters (``{"key": value}``, ``$eq`` ... ``$and``/``$or``) as SQL
-conditions on a JSON metadata column, for the keyword index."""
+"""Chroma-style metadata filters (``{"key": value}``, ``$eq`` ... ``$and``/``$or``).
+
+Chroma evaluates every filter, for the dense side and for the keyword index alike: the keyword
+index is restricted to the ids Chroma's own evaluation allows (``ChromaStore.ids(where=...)``,
+then ``BM25Index.search(ids=...)``), so no SQL is ever built from a filter's keys or values and
+both retrievers agree on which chunks a filter keeps. This module turns Chroma's complaints
+about a filter into a ``ConfigError`` that names the filter and the syntax.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from rag_memory.errors import ConfigError
 
-__all__ = ["where_to_sql"]
+__all__ = ["FILTER_SYNTAX", "filter_errors"]
 
-_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+FILTER_SYNTAX = (
+    'one key per mapping, e.g. {"source": "/docs/a.md"}, {"page": {"$gte": 3}},'
+    ' {"$and": [{"a": 1}, {"b": {"$in": ["x", "y"]}}]}; operators $eq $ne $gt $gte $lt $lte $in $nin'
+    " on str, int, float or bool values, and $and/$or over two or more filters"
+)
 
 
-def where_to_sql(where: Mapping[str, Any], column: str = "metadata") -> tuple[str, list[Any]]:
-    """A Chroma ``where`` filter as an SQL condition on a JSON metadata column.
+@contextmanager
+def filter_errors(where: Mapping[str, Any] | None) -> Iterator[None]:
+    """Raise a ``ConfigError`` naming ``where`` when Chroma refuses it inside the block."""
+    if where is None or (isinstance(where, Mapping) and not where):  # no filter
+        yield
+        return
+    if not isinstance(where, Mapping):
+        raise ConfigError(f"a metadata filter must be a mapping, got {where!r}; use {FILTER_SYNTAX}")
+    from chromadb.errors import InvalidArgumentError
 
-    Supports what Chroma does for metadata: ``{"key": value}``, ``$eq $ne $gt $gte $lt $lte
-    $in $nin`` and nested ``$and`` / ``$or``.
-    """
-    if not isinstance(where, Mapping) or not where:
-        raise ConfigError(f"a metadata filter must be a non-empty mapping, got {where!r}")
-    parts: list[str] = []
-    params: list[Any] = []
-    for key, value in where.items():
-        if key in ("$and", "$or"):
-            if not isinstance(value, list | tuple) or not value:
-                raise ConfigError(f"{key} in a metadata filter takes a non-empty list of filters, got {value!r}")
-            subs = [where_to_sql(v, column) for v in value]
-            parts.append("(" + f" {key[1:].upper()} ".join(s for s, _ in subs) + ")")
-            for _, p in subs:
-                params.extend(p)
-            continue
-        if key.startswith("$") or '"' in key:
-            raise ConfigError(f"unsupported key {key!r} in a metadata filter")
-        field = f"json_extract({column}, '$.\"{key}\"')"
-        ops = value if isinstance(value, Mapping) else {"$eq": value}
-        for op, arg in ops.items():
-            if op in _OPS:
-                parts.append(f"{field} {_OPS[op]} ?")
-                params.append(arg)
-            elif op in ("$in", "$nin"):
-                if not isinstance(arg, list | tuple):
-                    raise ConfigError(f"{op} in a metadata filter takes a list, got {arg!r}")
-                neg = "NOT " if op == "$nin" else ""
-                parts.append(f"{field} {neg}IN (SELECT value FROM json_each(?))")
-                params.append(json.dumps(list(arg)))
-            else:
-                raise ConfigError(
-                    f"unsupported operator {op!r} in a metadata filter; use one of"
-                    f" {', '.join([*_OPS, '$in', '$nin', '$and', '$or'])}"
-                )
-    return "(" + " AND ".join(parts) + ")", params
+    try:
+        yield
+    except (ValueError, TypeError, OverflowError, InvalidArgumentError) as exc:
+        # Chroma validates a filter before it reads anything, so this is the filter's fault.
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"the metadata filter {where!r} is not valid: {message}. Use {FILTER_SYNTAX}") from exc

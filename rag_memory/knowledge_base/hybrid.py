@@ -401,7 +401,9 @@ class HybridRetriever:
             t = time.perf_counter()
             self._ensure_index()
             sources = self._sources(source_glob)
-            lexical_hits = self.lexical.search(query, pool, sources, where=where)
+            # Chroma evaluates the filter; the keyword index only sees the ids it allows.
+            allowed = self.store.ids(where=where) if where else None
+            lexical_hits = self.lexical.search(query, pool, sources, ids=allowed)
             timings["bm25"] = time.perf_counter() - t
         if self.mode == "dense" or (self.mode == "hybrid" and (prior or len(lexical_hits) < k)):
             t = time.perf_counter()

@@ -13,13 +13,12 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rag_memory.errors import ConfigError, StoreError
-from rag_memory.knowledge_base.filters import where_to_sql
 from rag_memory.schema import Chunk, Hit
 from rag_memory.sqlite import Database
 from rag_memory.text.terms import TERMS_VERSION, lexical_terms
@@ -335,7 +334,7 @@ class BM25Index:
         k: int,
         sources: Sequence[str] | None = None,
         *,
-        where: Mapping[str, Any] | None = None,
+        ids: Collection[str] | None = None,
     ) -> list[Hit]:
         """The ``k`` chunks with the highest BM25 score for ``query``, best first.
 
@@ -343,7 +342,10 @@ class BM25Index:
             query: The search text; it is tokenised like the chunks were.
             k: How many hits at most.
             sources: Keep only chunks whose ``source`` is in this list (None: all).
-            where: A Chroma-style metadata filter, applied here too (``$eq $in $and`` ...).
+            ids: Keep only chunks with these ids (None: all). A metadata filter is applied
+                by asking Chroma which ids it allows (``ChromaStore.ids(where=...)``) and
+                passing them here, so the filter is evaluated by Chroma alone and no SQL is
+                built from it.
 
         Returns:
             Hits whose ``score`` is the BM25 score (above 0; higher is better) and whose
@@ -353,7 +355,7 @@ class BM25Index:
         if k <= 0:
             raise ConfigError(f"k must be at least 1, got {k}")
         terms = lexical_terms(query)[:MAX_QUERY_TERMS]
-        if not terms or (sources is not None and not sources):
+        if not terms or (sources is not None and not sources) or (ids is not None and not ids):
             return []
         # A term said twice is matched twice, so it weighs twice (BM25 over query term counts).
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
@@ -362,7 +364,7 @@ class BM25Index:
             if tables is None:
                 return []
             docs, fts = tables
-            if sources is None and not where:
+            if sources is None and ids is None:
                 # Rank in the FTS table alone, then read the k winners: cheaper than a join.
                 sql = (
                     f"SELECT d.chunk_id, d.text, d.metadata, r.score FROM (SELECT rowid, -bm25({fts}) AS score"
@@ -379,10 +381,9 @@ class BM25Index:
                 if sources is not None:
                     sql += " AND d.source IN (SELECT value FROM json_each(?))"
                     params.append(json.dumps(list(sources)))
-                if where:
-                    clause, extra = where_to_sql(where, "d.metadata")
-                    sql += f" AND {clause}"
-                    params.extend(extra)
+                if ids is not None:
+                    sql += " AND d.chunk_id IN (SELECT value FROM json_each(?))"
+                    params.append(json.dumps(sorted(ids)))
                 sql += " ORDER BY score DESC, d.rowid LIMIT ?"
                 params.append(int(k))
             try:

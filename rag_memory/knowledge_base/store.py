@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rag_memory.errors import EmbedderMismatchError, StoreError
+from rag_memory.knowledge_base.filters import filter_errors
 from rag_memory.schema import Chunk, Hit
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,8 @@ class ChromaStore:
         page = 10_000
         offset = 0
         while True:
-            got = col.get(where=dict(where) if where else None, include=[], limit=page, offset=offset)
+            with filter_errors(where):
+                got = col.get(where=dict(where) if where else None, include=[], limit=page, offset=offset)
             out.update(got["ids"])
             if len(got["ids"]) < page:
                 return out
@@ -241,12 +243,13 @@ class ChromaStore:
         col = self._existing()
         if col is None:
             return []
-        got = col.get(
-            ids=list(ids) if ids is not None else None,
-            where=dict(where) if where else None,
-            limit=limit,
-            include=["documents", "metadatas"],
-        )
+        with filter_errors(where):
+            got = col.get(
+                ids=list(ids) if ids is not None else None,
+                where=dict(where) if where else None,
+                limit=limit,
+                include=["documents", "metadatas"],
+            )
         return [
             self._hit(cid, text, meta, 0.0)
             for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
@@ -257,7 +260,8 @@ class ChromaStore:
         col = self._existing()
         if col is None:
             return 0
-        ids = col.get(where=dict(where), include=[])["ids"]
+        with filter_errors(where):
+            ids = col.get(where=dict(where), include=[])["ids"]
         self.delete(ids)
         return len(ids)
 
@@ -289,12 +293,13 @@ class ChromaStore:
         n = min(k, col.count())
         if n == 0:
             return []
-        result = col.query(
-            query_embeddings=[list(vector)],
-            n_results=n,
-            where=dict(where) if where else None,
-            include=["documents", "metadatas", "distances"],
-        )
+        with filter_errors(where):
+            result = col.query(
+                query_embeddings=[list(vector)],
+                n_results=n,
+                where=dict(where) if where else None,
+                include=["documents", "metadatas", "distances"],
+            )
         hits = []
         for cid, text, meta, dist in zip(
             result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True

@@ -9,7 +9,6 @@ import pytest
 
 from rag_memory.errors import ConfigError, StoreError
 from rag_memory.knowledge_base import keyword_index as lexical
-from rag_memory.knowledge_base.filters import where_to_sql
 from rag_memory.knowledge_base.keyword_index import BM25Index
 from rag_memory.schema import Chunk, Hit
 from rag_memory.text.terms import lexical_terms
@@ -179,23 +178,15 @@ def test_source_filter_keeps_only_listed_sources(index):
     assert index.search("capital", k=5, sources=[]) == []
 
 
-def test_metadata_filter_uses_chroma_syntax(index):
+def test_id_restriction_keeps_only_the_allowed_chunks(index):
     index.upsert(ENGLISH)
-    only = index.search("capital city Germany Rhine", k=5, where={"chunk_index": 1})
+    only = index.search("capital city Germany Rhine", k=5, ids={"rivers"})
     assert [h.chunk_id for h in only] == ["rivers"]
-    both = index.search(
-        "capital city", k=5, where={"$or": [{"source": "/docs/france.md"}, {"source": {"$in": ["/docs/germany.md"]}}]}
-    )
+    both = index.search("capital city", k=5, ids=["paris", "berlin", "not-indexed"])
     assert {h.chunk_id for h in both} == {"paris", "berlin"}
-    none = index.search("capital city", k=5, where={"source": {"$nin": ["/docs/france.md", "/docs/germany.md"]}})
-    assert none == []
-
-
-def test_bad_metadata_filter_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"\$like"):
-        where_to_sql({"source": {"$like": "x"}})
-    with pytest.raises(ConfigError):
-        where_to_sql({})
+    assert index.search("capital city", k=5, ids=set()) == []
+    # An id is data, bound as a parameter: quotes in it change nothing.
+    assert index.search("capital city", k=5, ids=["paris') OR 1=1 --", '" OR ""="']) == []
 
 
 def test_query_without_indexable_terms_returns_nothing(index):
