@@ -45,7 +45,7 @@ def test_sources_are_numbered_labelled_and_delimited_as_untrusted():
     assert [(s.n, s.kind) for s in fused.sources] == [(1, "document"), (2, "document"), (3, "memory")]
 
 
-def test_recent_turns_become_chat_messages_and_summary_goes_to_system():
+def test_recent_turns_become_chat_messages_and_summary_is_a_data_block():
     gen = RecordingGenerator()
     fused = fuser(gen).fuse(
         "And changed files?",
@@ -55,7 +55,8 @@ def test_recent_turns_become_chat_messages_and_summary_goes_to_system():
     )
     roles = [m.role for m in fused.messages]
     assert roles == ["system", "user", "assistant", "user"]
-    assert "The user asked about syncing." in fused.messages[0].content
+    assert "The user asked about syncing." not in fused.messages[0].content
+    assert "<summary>\nThe user asked about syncing.\n</summary>" in fused.messages[-1].content
 
 
 def test_lowest_ranked_items_go_first_and_a_cut_item_is_marked():
