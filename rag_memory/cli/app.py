@@ -6,23 +6,41 @@ Heavy modules (torch, transformers, chromadb) are imported inside commands, neve
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from rag_memory.cli.eval import eval_app
+from rag_memory.cli.memory import memory_app
+from rag_memory.cli.options import (
+    EXIT_SOME_FILES_FAILED,
+    ChromaUrlOpt,
+    CollectionOpt,
+    EmbedderOpt,
+    GeneratorOpt,
+    GeneratorUrlOpt,
+    HomeOpt,
+    JsonOpt,
+    MaxNewOpt,
+    ModelOpt,
+    SessionOpt,
+    TemperatureOpt,
+    TopKOpt,
+    UserOpt,
+    display_path,
+    handles_errors,
+    load_settings,
+    pipeline,
+    print_json,
+    stderr,
+    stdout,
+)
+from rag_memory.cli.serve import serve
 from rag_memory.errors import RagMemoryError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_SOME_FILES_FAILED = 3
-EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="ragmem",
@@ -33,81 +51,9 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-
-def _register_subapps() -> None:
-    # Imported here, after handles_errors exists, because the sub-apps use it.
-    from rag_memory.cli.eval import eval_app
-    from rag_memory.cli.memory import memory_app
-
-    app.add_typer(memory_app, name="memory", help="List, search, export or forget conversation memory.")
-    app.add_typer(eval_app, name="eval", help="Measure retrieval quality on SQuAD, CMRC or your own data.")
-
-# Options shared by the commands that open a knowledge base.
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="Where ragmem keeps its data (env RAGMEM_HOME).", show_default=False)
-]
-CollectionOpt = Annotated[
-    str | None, typer.Option("--collection", "-c", help="Knowledge-base collection (env RAGMEM_COLLECTION).")
-]
-EmbedderOpt = Annotated[
-    str | None,
-    typer.Option("--embedder", help="Sentence-transformers model id or path, or 'hashing' (env RAGMEM_EMBEDDER)."),
-]
-ChromaUrlOpt = Annotated[
-    str | None,
-    typer.Option("--chroma-url", help="Use a Chroma server, e.g. http://127.0.0.1:8000 (env RAGMEM_CHROMA_URL)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
-
-
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _stdout():
-    from rich.console import Console
-
-    return Console(highlight=False)
-
-
-def _settings(**flags: Any):
-    from rag_memory.config import Settings
-
-    return Settings.load(flags)
-
-
-def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ragmem's user errors into ``Error: ...`` and an exit code; leave bugs alone."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except RagMemoryError as exc:
-            _stderr().print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            _stderr().print("Interrupted. Nothing is left half-done: the next run picks up where this one stopped.")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-
-    return wrapper
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
-
-
-def display_path(path: str) -> str:
-    """A stored absolute path, relative to the working folder when it is below it."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
-
+app.add_typer(memory_app, name="memory", help="List, search, export or forget conversation memory.")
+app.add_typer(eval_app, name="eval", help="Measure retrieval quality on SQuAD, CMRC or your own data.")
+app.command()(serve)
 
 def _quiet_model_loading() -> None:
     """transformers 5 draws weight-loading bars on every load; the CLI has its own output."""
@@ -126,7 +72,7 @@ def main(
     from rich.logging import RichHandler
 
     logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(console=_stderr(), show_path=False)], force=True
+        level=level, format="%(message)s", handlers=[RichHandler(console=stderr(), show_path=False)], force=True
     )
     for noisy in ("chromadb", "httpx", "sentence_transformers", "urllib3", "pypdf"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
@@ -161,7 +107,7 @@ def ingest(
     from rag_memory.cli.render import IngestDisplay, print_ingest_report
     from rag_memory.pipelines.components import Components
 
-    settings = _settings(
+    settings = load_settings(
         home=home, collection=collection, embedder=embedder, chroma_url=chroma_url,
         chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
     )
@@ -174,9 +120,9 @@ def ingest(
             paths, include=include_globs, exclude=exclude_globs, dry_run=dry_run, rebuild=rebuild, progress=display
         )
     if as_json:
-        _print_json(report.as_json())
+        print_json(report.as_json())
     else:
-        print_ingest_report(_stdout(), report, display_path)
+        print_ingest_report(stdout(), report, display_path)
     if report.failed:
         raise typer.Exit(EXIT_SOME_FILES_FAILED)
 
@@ -206,12 +152,12 @@ def search(
     from rag_memory.cli.render import print_hits
     from rag_memory.pipelines.components import Components
 
-    settings = _settings(home=home, collection=collection, embedder=embedder, chroma_url=chroma_url,
+    settings = load_settings(home=home, collection=collection, embedder=embedder, chroma_url=chroma_url,
                          top_k=k, min_score=min_score, retrieval_mode=mode, mmr=mmr)
     parts = Components(settings)
     hits = parts.retriever.retrieve(query, source_glob=source)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "query": query,
                 "hits": [
@@ -226,13 +172,13 @@ def search(
         return
     if not hits:
         empty = not parts.store.exists() or parts.store.count() == 0
-        _stderr().print(
+        stderr().print(
             "The knowledge base is empty: run `ragmem ingest PATH` first."
             if empty
             else "No chunk matched (check --source / --min-score)."
         )
         return
-    print_hits(_stdout(), hits, display_path)
+    print_hits(stdout(), hits, display_path)
 
 
 @app.command()
@@ -247,7 +193,7 @@ def status(
     """What the knowledge base holds and where."""
     from rag_memory.pipelines.components import Components
 
-    settings = _settings(home=home, collection=collection, embedder=embedder, chroma_url=chroma_url)
+    settings = load_settings(home=home, collection=collection, embedder=embedder, chroma_url=chroma_url)
     parts = Components(settings)
     st = parts.status()
     data = st.as_json()
@@ -256,40 +202,14 @@ def status(
     data["configured_embedder"] = settings.embedder
     data["home"] = str(settings.home)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     from rich.table import Table
 
     table = Table(show_header=False, box=None)
     for key, value in data.items():
         table.add_row(f"[bold]{key}[/]", "-" if value is None else str(value))
-    _stdout().print(table)
-
-
-UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Whose long-term memory to use (env RAGMEM_USER).")]
-SessionOpt = Annotated[
-    str | None, typer.Option("--session", "-s", help="Conversation to continue (its recent turns are used).")
-]
-GeneratorOpt = Annotated[
-    str | None,
-    typer.Option("--generator", "-g", help="auto, transformers, openai or extractive (env RAGMEM_GENERATOR)."),
-]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help="Model folder or Hugging Face id (or the served model's name for openai)."),
-]
-GeneratorUrlOpt = Annotated[
-    str | None, typer.Option("--generator-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
-]
-MaxNewOpt = Annotated[int | None, typer.Option("--max-new-tokens", help="Longest answer, in tokens.")]
-TemperatureOpt = Annotated[float | None, typer.Option("--temperature", "-t", help="0 = greedy; above 0 samples.")]
-
-
-def _pipeline(*, model: str | None, k: int | None, **flags: Any):
-    """The pipeline for ``ask`` and ``chat``, from their shared flags."""
-    from rag_memory.pipelines.rag import RagPipeline
-
-    return RagPipeline(_settings(generator_model=model, top_k=k, **flags))
+    stdout().print(table)
 
 
 @app.command()
@@ -301,7 +221,7 @@ def ask(
     generator: GeneratorOpt = None,
     model: ModelOpt = None,
     generator_url: GeneratorUrlOpt = None,
-    k: Annotated[int | None, typer.Option("-k", "--top-k", help="Knowledge chunks to retrieve.")] = None,
+    k: TopKOpt = None,
     max_new_tokens: MaxNewOpt = None,
     temperature: TemperatureOpt = None,
     explain: Annotated[
@@ -316,12 +236,12 @@ def ask(
     """Answer QUESTION from the knowledge base and your conversation memory, with sources."""
     from rag_memory.cli.render import print_answer_footer, print_explain
 
-    rag = _pipeline(
+    rag = pipeline(
         home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user, generator=generator,
         model=model, generator_url=generator_url, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
     )
     stream = rag.stream(question, session_id=session, explain=explain)
-    out = _stdout()
+    out = stdout()
     if as_json:
         for _ in stream:
             pass
@@ -334,9 +254,9 @@ def ask(
     answer = stream.answer
     assert answer is not None
     for note in answer.notes:
-        _stderr().print(f"[yellow]Note:[/] {note}", soft_wrap=True, highlight=False)
+        stderr().print(f"[yellow]Note:[/] {note}", soft_wrap=True, highlight=False)
     if as_json:
-        _print_json(answer.as_json())
+        print_json(answer.as_json())
         return
     print_answer_footer(out, answer, display_path)
     if explain:
@@ -351,7 +271,7 @@ def chat(
     generator: GeneratorOpt = None,
     model: ModelOpt = None,
     generator_url: GeneratorUrlOpt = None,
-    k: Annotated[int | None, typer.Option("-k", "--top-k", help="Knowledge chunks to retrieve.")] = None,
+    k: TopKOpt = None,
     max_new_tokens: MaxNewOpt = None,
     temperature: TemperatureOpt = None,
     home: HomeOpt = None,
@@ -367,13 +287,13 @@ def chat(
 
     from rag_memory.cli.render import print_answer_footer
 
-    rag = _pipeline(
+    rag = pipeline(
         home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user, generator=generator,
         model=model, generator_url=generator_url, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
     )
     session_id = session or f"chat-{uuid.uuid4().hex[:8]}"
-    out = _stdout()
-    err = _stderr()
+    out = stdout()
+    err = stderr()
     err.print(f"Session [bold]{session_id}[/] as user [bold]{rag.settings.user}[/]. /exit to quit, /new for a new session.")
     last = None
     shown_notes = False
@@ -431,21 +351,19 @@ def config_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Print every setting, its value and where the value came from."""
-    settings = _settings(home=home, collection=collection, embedder=embedder, chroma_url=chroma_url)
+    settings = load_settings(home=home, collection=collection, embedder=embedder, chroma_url=chroma_url)
     rows = settings.show()
     if as_json:
-        _print_json({name: {"value": _jsonable(value), "source": src} for name, value, src in rows})
+        print_json({name: {"value": _jsonable(value), "source": src} for name, value, src in rows})
         return
     from rich.table import Table
 
     table = Table("setting", "value", "from")
     for name, value, src in rows:
         table.add_row(name, repr(_jsonable(value)), src)
-    _stdout().print(table)
+    stdout().print(table)
 
 
 def _jsonable(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
-
-_register_subapps()

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from rag_memory.cli.app import EmbedderOpt, JsonOpt, _print_json, _settings, _stderr, _stdout, handles_errors
+from rag_memory.cli.options import (
+    EmbedderOpt,
+    JsonOpt,
+    handles_errors,
+    load_settings,
+    print_json,
+    stderr,
+    stdout,
+)
 
 eval_app = typer.Typer(help="Measure retrieval quality and speed.", no_args_is_help=True)
 
@@ -55,16 +63,16 @@ def retrieval(
         data = load_jsonl(passages, questions, limit=limit)
     else:
         raise ConfigError("say what to evaluate: --dataset squad|cmrc, or --passages P.jsonl --questions Q.jsonl")
-    settings = _settings(embedder=embedder)
+    settings = load_settings(embedder=embedder)
 
     with _EvalProgress(enabled=not as_json and sys.stderr.isatty()) as bar:
         result = evaluate_retrieval(data, settings, progress=bar.update)
     if as_json:
-        _print_json(result.as_json())
+        print_json(result.as_json())
         return
     from rich.table import Table
 
-    out = _stdout()
+    out = stdout()
     table = Table(
         "mode", "hit@1", "hit@5", "hit@10", "MRR@10", "nDCG@10", "p50 ms", "p95 ms",
         title=f"{result.dataset}: {result.questions} questions, {result.passages} passages"
@@ -78,7 +86,7 @@ def retrieval(
         )
     out.print(table)
     if result.failed_passages:
-        _stderr().print(f"[yellow]Note:[/] {len(result.failed_passages)} passages could not be ingested.")
+        stderr().print(f"[yellow]Note:[/] {len(result.failed_passages)} passages could not be ingested.")
 
 
 class _EvalProgress:

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from rag_memory.cli.options import (
+    ChromaUrlOpt,
+    EmbedderOpt,
+    HomeOpt,
+    JsonOpt,
+    handles_errors,
+    load_settings,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from rag_memory.config import Settings
@@ -31,37 +38,10 @@ UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Only this use
 SessionOpt = Annotated[
     str | None, typer.Option("--session", "-s", help="Only this session (conversation).", show_default=False)
 ]
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="Where ragmem keeps its data (env RAGMEM_HOME).", show_default=False)
-]
-EmbedderOpt = Annotated[
-    str | None,
-    typer.Option("--embedder", help="Sentence-transformers model id or path, or 'hashing' (env RAGMEM_EMBEDDER)."),
-]
-ChromaUrlOpt = Annotated[
-    str | None,
-    typer.Option("--chroma-url", help="Use a Chroma server, e.g. http://127.0.0.1:8000 (env RAGMEM_CHROMA_URL)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
 
-def _handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``rag_memory.cli.app.handles_errors``, looked up at call time (app.py imports this module)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from rag_memory.cli.app import handles_errors
-
-        return handles_errors(func)(*args, **kwargs)
-
-    return wrapper
-
-
-# -- reaching memory ----------------------------------------------------------------------
-def _settings(**flags: Any) -> Settings:
-    from rag_memory.config import Settings
-
-    return Settings.load(flags)
+# -- building the stores -------------------------------------------------------------------
+_settings = load_settings
 
 
 def _memory(settings: Settings) -> MemoryService:
@@ -72,10 +52,6 @@ def _memory(settings: Settings) -> MemoryService:
 
 
 # -- output --------------------------------------------------------------------------------
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
-
-
 def _console(*, stderr: bool = False):
     from rich.console import Console
 
@@ -133,7 +109,7 @@ def _turn_count(memory: MemoryService, user: str | None, session: str | None) ->
 
 # -- commands ------------------------------------------------------------------------------
 @memory_app.command("list")
-@_handles_errors
+@handles_errors
 def list_memory(
     user: UserOpt = None,
     session: SessionOpt = None,
@@ -158,7 +134,7 @@ def list_memory(
     if memories:
         data["memories"] = [_memory_json(m) for m in stored]
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
 
     from rich.table import Table
@@ -184,7 +160,7 @@ def list_memory(
 
 
 @memory_app.command("search")
-@_handles_errors
+@handles_errors
 def search_memory(
     query: Annotated[str, typer.Argument(help="Text to look for.")],
     user: UserOpt = None,
@@ -207,7 +183,7 @@ def search_memory(
     memory_user = user or settings.user
     recalled = memory.search(memory_user, query, k if k is not None else 10, session_id=session)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "query": query,
                 "user": user,
@@ -232,7 +208,7 @@ def search_memory(
 
 
 @memory_app.command("forget")
-@_handles_errors
+@handles_errors
 def forget_memory(
     user: Annotated[str, typer.Option("--user", "-u", help="Whose memory to delete.", show_default=False)],
     session: SessionOpt = None,
@@ -245,13 +221,13 @@ def forget_memory(
     turns = _turn_count(memory, user, session)
     memories = memory.forget(user, session_id=session)
     if as_json:
-        _print_json({"user": user, "session": session, "turns_deleted": turns, "memories_deleted": memories})
+        print_json({"user": user, "session": session, "turns_deleted": turns, "memories_deleted": memories})
         return
     _console().print(f"Forgot {turns} turns and {memories} long-term memories of {_scope(user, session)}.")
 
 
 @memory_app.command("export")
-@_handles_errors
+@handles_errors
 def export_memory(
     user: UserOpt = None,
     session: SessionOpt = None,
@@ -265,7 +241,7 @@ def export_memory(
     data = _memory(_settings(home=home, chroma_url=chroma_url)).export(user, session)
     turns, memories = data["turns"], data["memories"]
     if output is None:
-        _print_json(data)
+        print_json(data)
         return
     from rag_memory.errors import MemoryStoreError
 
@@ -280,7 +256,7 @@ def export_memory(
 
 
 @memory_app.command("clear")
-@_handles_errors
+@handles_errors
 def clear_memory(
     user: UserOpt = None,
     session: SessionOpt = None,
@@ -306,6 +282,6 @@ def clear_memory(
     turns = _turn_count(memory, user, session)
     memories = memory.clear() if user is None else memory.forget(user, session_id=session)
     if as_json:
-        _print_json({"user": user, "session": session, "turns_deleted": turns, "memories_deleted": memories})
+        print_json({"user": user, "session": session, "turns_deleted": turns, "memories_deleted": memories})
         return
     _console().print(f"Deleted {turns} turns and {memories} long-term memories of {what}.")

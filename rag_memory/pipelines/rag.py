@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from rag_memory.errors import ConfigError
 from rag_memory.generation.base import ChatMessage, GenerationConfig
 from rag_memory.pipelines.components import Components
 from rag_memory.pipelines.fusion import PromptFuser
-from rag_memory.schema import Answer, Hit, Memory
+from rag_memory.schema import Answer, Hit, Memory, Turn
 from rag_memory.text.language import is_chinese
 
 log = logging.getLogger(__name__)
@@ -95,10 +95,12 @@ class RagPipeline:
         top_k: int | None = None,
         config: GenerationConfig | None = None,
         explain: bool = False,
+        history: Sequence[Turn] | None = None,
     ) -> Answer:
         """Answer ``question`` from the knowledge base and the user's memory; see ``stream``."""
         stream = self.stream(
-            question, session_id=session_id, user_id=user_id, top_k=top_k, config=config, explain=explain
+            question, session_id=session_id, user_id=user_id, top_k=top_k, config=config, explain=explain,
+            history=history,
         )
         for _ in stream:
             pass
@@ -114,6 +116,7 @@ class RagPipeline:
         top_k: int | None = None,
         config: GenerationConfig | None = None,
         explain: bool = False,
+        history: Sequence[Turn] | None = None,
     ) -> AnswerStream:
         """Answer ``question`` piece by piece.
 
@@ -125,6 +128,9 @@ class RagPipeline:
             top_k: Knowledge chunks to retrieve (default: the ``top_k`` setting).
             config: Decoding settings (default: from the settings).
             explain: Also collect candidates, scores, the gate and budgets in ``Answer.explain``.
+            history: The conversation so far, oldest first, when the caller holds it (an OpenAI
+                client sends it with every request); default: the session's stored turns. The
+                new turn is stored in the session either way.
 
         Returns:
             An iterable of text pieces; after it is exhausted, ``.answer`` holds the ``Answer``.
@@ -141,6 +147,7 @@ class RagPipeline:
             top_k or s.top_k,
             config,
             explain,
+            None if history is None else list(history),
             stream,
         )
         return stream
@@ -197,7 +204,7 @@ class RagPipeline:
     # -- the run -----------------------------------------------------------------------
     def _run(
         self, question: str, session_id: str, user_id: str, top_k: int, config: GenerationConfig,
-        explain: bool, out: AnswerStream,
+        explain: bool, history: list[Turn] | None, out: AnswerStream,
     ) -> Iterator[str]:
         from rag_memory.memory.condense import condense_question
         from rag_memory.memory.facts import extract_facts
@@ -213,8 +220,11 @@ class RagPipeline:
         llm = None if selection.extractive else gen
 
         with _timed(timings, "history"):
-            recent = parts.memory.history(user_id, session_id, limit=HISTORY_TURNS)
-            stored_summary = parts.memory.summary(user_id, session_id)
+            if history is None:
+                recent = parts.memory.history(user_id, session_id, limit=HISTORY_TURNS)
+                stored_summary = parts.memory.summary(user_id, session_id)
+            else:
+                recent, stored_summary = history[-HISTORY_TURNS:], None
         with _timed(timings, "condense"):
             rewrite = (lambda prompt: llm.generate([ChatMessage("user", prompt)], GenerationConfig(64))) if llm else None
             standalone = condense_question(question, recent, rewrite=rewrite)
