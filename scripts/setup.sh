@@ -22,6 +22,23 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 fi
 if ! .venv/bin/python -c 'import rag_memory, pytest' 2>/dev/null || [ pyproject.toml -nt .venv/.ragmem-installed ]; then
     echo "installing ragmem and its dependencies..." >&2
-    quiet "${PIP[@]}" install -c constraints.txt -e ".[dev]"
+    quiet "${PIP[@]}" install -c constraints.txt -e ".[dev,server,plot]"
     touch .venv/.ragmem-installed
+fi
+
+# The browser test drives the distribution's headless Chromium through chromium-driver
+# (Playwright's own browser download does not work offline). Installed here when missing.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing chromium and chromium-driver (for the browser test)..." >&2
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                chromium chromium-driver >/dev/null; }; then
+            echo "WARNING: apt-get could not install chromium/chromium-driver: the web page's browser test" \
+                 "(tests/server/test_page_browser.py) will be SKIPPED." >&2
+        fi
+    else
+        echo "WARNING: chromium and chromium-driver are missing and cannot be installed here (needs root and" \
+             "apt-get): the web page's browser test (tests/server/test_page_browser.py) will be SKIPPED." \
+             "Install them with: sudo apt-get install chromium chromium-driver" >&2
+    fi
 fi

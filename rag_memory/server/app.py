@@ -260,6 +260,34 @@ class BodyLimit:
         await response({"type": "http"}, _no_receive, send)
 
 
+class CatchBugs:
+    """ASGI middleware: an unexpected exception becomes a plain JSON 500 (the traceback goes to
+    the log), and the connection stays usable."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            status, body, headers = error_for(exc)
+            if started:  # too late for a status line; the log has it
+                return
+            await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
+
+
 class EventStream(StreamingResponse):
     """Server-sent events whose producer is closed however the response ends, so a client
     that disconnects stops its generation at once rather than when the producer is collected."""
@@ -349,11 +377,6 @@ def create_app(pipeline: Any, *, keys: ApiKeys | None = None, options: ServerOpt
         return JSONResponse(error_body(exc.status_code, kind, message), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        status, body, headers = error_for(exc)
-        return JSONResponse(body, status_code=status, headers=headers)
-
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -365,6 +388,7 @@ def create_app(pipeline: Any, *, keys: ApiKeys | None = None, options: ServerOpt
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(openai_api.router)
     app.include_router(native_api.router)
+    app.add_middleware(CatchBugs)
     app.add_middleware(BodyLimit, limit=state.options.max_body_bytes)
     return app
 
