@@ -1,0 +1,174 @@
+"""The generator queue: bounded, measured, and a client that leaves stops its generation."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from rag_memory.generation.base import Generator, Usage
+from rag_memory.generation.select import Selection
+from tests.server.conftest import server_settings, write_corpus
+
+pytest.importorskip("fastapi")
+
+
+class SlowGenerator(Generator):
+    """Yields a numbered piece every ``delay`` seconds; records how each generation ended."""
+
+    backend = "fake"
+    model_id = "slow-fake"
+
+    def __init__(self, pieces: int = 150, delay: float = 0.01) -> None:
+        self.pieces, self.delay = pieces, delay
+        self.finished = 0
+        self.stopped_early = 0
+        self.started = threading.Event()
+
+    @property
+    def context_length(self) -> int:
+        return 4096
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, messages, config=None):
+        self.started.set()
+        done = False
+        try:
+            for i in range(self.pieces):
+                time.sleep(self.delay)
+                yield f" w{i}"
+            done = True
+        finally:
+            if done:
+                self.finished += 1
+            else:
+                self.stopped_early += 1
+            self.last_usage = Usage(10, self.pieces, 0.0, 0.0)
+
+
+def test_the_queue_refuses_past_its_length_times_out_and_reports_waits():
+    from rag_memory.server.workers import Cancelled, GenerationQueue, QueueFull, QueueTimeout
+
+    queue = GenerationQueue(slots=1, max_waiting=1)
+    never = threading.Event()
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with queue.slot(deadline=time.monotonic() + 10, cancelled=never):
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(5)
+    waiter_done = threading.Event()
+
+    def wait_for_slot():
+        with queue.slot(deadline=time.monotonic() + 10, cancelled=never):
+            waiter_done.set()
+
+    waiter = threading.Thread(target=wait_for_slot)
+    waiter.start()
+    while queue.status()["waiting"] < 1:
+        time.sleep(0.01)
+    with pytest.raises(QueueFull, match="busy"):  # one running, one waiting: the line is full
+        with queue.slot(deadline=time.monotonic() + 10, cancelled=never):
+            pass
+    assert queue.status()["refused"] == 1
+    release.set()
+    holder.join(5)
+    waiter.join(5)
+    assert waiter_done.is_set()
+    status = queue.status()
+    assert status["served"] == 2 and status["running"] == 0 and status["waiting"] == 0
+    assert status["wait_seconds"]["window"] == 2 and status["wait_seconds"]["p95"] > 0
+
+    release.clear()
+    holding.clear()
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(5)
+    with pytest.raises(QueueTimeout, match="timed out"):
+        with queue.slot(deadline=time.monotonic() + 0.2, cancelled=never):
+            pass
+    gone = threading.Event()
+    gone.set()
+    with pytest.raises(Cancelled):
+        with queue.slot(deadline=time.monotonic() + 10, cancelled=gone):
+            pass
+    release.set()
+    holder.join(5)
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory):
+    from rag_memory.pipelines.rag import RagPipeline
+    from rag_memory.server import ServerOptions, create_app
+    from tests.helpers.http_server import uvicorn_server
+
+    base = tmp_path_factory.mktemp("server-queue")
+    rag = RagPipeline(server_settings(base / "home"))
+    rag.ingest([write_corpus(base / "docs")])
+    generator = SlowGenerator()
+    rag.components.generation = Selection(generator)
+    app = create_app(rag, options=ServerOptions(slots=1, max_waiting=0, request_timeout=30))
+    with uvicorn_server(app) as url:
+        yield {"url": url, "rag": rag, "generator": generator, "state": app.state.ragmem}
+
+
+def _wait_until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/ask"])
+def test_a_client_that_disconnects_mid_stream_stops_its_generation_and_stores_nothing(slow_server, path):
+    gen, state = slow_server["generator"], slow_server["state"]
+    before_stopped, before_cancelled = gen.stopped_early, state.queue.cancelled
+    question = f"Boats and ferries on the bay? ({path})"
+    body = ({"model": "ragmem", "stream": True, "messages": [{"role": "user", "content": question}]}
+            if path.startswith("/v1") else {"question": question, "stream": True, "session_id": "left"})
+    with httpx.Client(base_url=slow_server["url"], timeout=30) as c:
+        with c.stream("POST", path, json=body) as r:
+            assert r.status_code == 200
+            seen = ""
+            for text in r.iter_text():
+                seen += text
+                if "w3" in seen:
+                    break  # leave mid-answer: the connection closes here
+    _wait_until(lambda: gen.stopped_early == before_stopped + 1)
+    _wait_until(lambda: state.queue.status()["running"] == 0)
+    assert state.queue.cancelled == before_cancelled + 1
+    stored = [t.content for s in slow_server["rag"].components.history.sessions()
+              for t in slow_server["rag"].components.history.turns(s.user_id, s.session_id)]
+    assert question not in stored
+
+
+def test_a_request_past_the_queue_length_gets_503_at_once(slow_server):
+    gen = slow_server["generator"]
+    with httpx.Client(base_url=slow_server["url"], timeout=30) as c:
+        gen.started.clear()
+        result = {}
+
+        def ask_long():
+            result["r"] = c.post("/api/ask", json={"question": "Boats on the river?"})
+
+        worker = threading.Thread(target=ask_long)
+        worker.start()
+        assert gen.started.wait(10)
+        with httpx.Client(base_url=slow_server["url"], timeout=30) as other:
+            r = other.post("/api/ask", json={"question": "Ferries?"})
+            assert r.status_code == 503 and r.json()["error"]["type"] == "server_busy"
+            assert r.headers["retry-after"] == "5"
+            r = other.post("/v1/chat/completions", json={"model": "m", "stream": True,
+                                                         "messages": [{"role": "user", "content": "Ferries?"}]})
+            assert r.status_code == 503
+        worker.join(30)
+        assert result["r"].status_code == 200 and "w149" in result["r"].json()["answer"]

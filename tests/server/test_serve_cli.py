@@ -1,0 +1,49 @@
+"""``ragmem serve`` start-up: keys from flags and the keys file, and no open bind without keys."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+from typer.testing import CliRunner
+
+from rag_memory.cli import app
+from rag_memory.errors import ConfigError
+from rag_memory.server.auth import ApiKeys, keys_file, new_key
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::"])
+def test_serve_refuses_a_non_loopback_address_without_api_keys(host):
+    result = runner.invoke(app, ["serve", "--host", host, "--embedder", "hashing:64"])
+    assert result.exit_code != 0
+    assert f"refusing to listen on {host} without API keys" in result.output
+    assert "--new-key" in result.output
+
+
+def test_new_key_writes_a_private_keys_file_the_server_reads(ragmem_home):
+    result = runner.invoke(app, ["serve", "--new-key", "王芳"])
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip().splitlines()[-1]
+    path = keys_file(ragmem_home)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    second = new_key(path, "bob")
+    keys = ApiKeys.from_file(path)
+    assert keys.user_for(key) == "王芳" and keys.user_for(second) == "bob"
+    assert keys.user_for(key[:-1]) is None and keys.user_for("") is None
+    assert key not in repr(keys)  # only hashes are kept
+
+
+def test_bad_keys_are_refused_without_echoing_them(tmp_path):
+    with pytest.raises(ConfigError, match="at least 16") as err:
+        ApiKeys.from_flags(["short=alice"])
+    assert "short" not in str(err.value)
+    with pytest.raises(ConfigError, match="KEY=USER"):
+        ApiKeys.from_flags(["a-key-without-any-user-given"])
+    with pytest.raises(ConfigError, match="two users"):
+        ApiKeys.from_flags(["k" * 20 + "=alice", "k" * 20 + "=bob"])
+    broken = tmp_path / "keys.toml"
+    broken.write_text("[keys\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=str(broken)):
+        ApiKeys.from_file(broken)
