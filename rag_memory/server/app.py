@@ -152,11 +152,7 @@ class ServerState:
         parts.generation  # noqa: B018 - loads the generator (or picks the extractive answerer)
         parts.embedder.warm_up()
         parts.retriever  # noqa: B018
-        parts.history  # noqa: B018
-        parts.long_term  # noqa: B018
-        memory = getattr(type(parts), "memory", None)
-        if memory is not None:
-            parts.memory  # noqa: B018
+        parts.memory  # noqa: B018
 
     # -- who is asking -------------------------------------------------------------------
     def caller(self, request: Request) -> str | None:

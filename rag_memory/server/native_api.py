@@ -30,50 +30,7 @@ def _state(request: Request) -> ServerState:
 
 
 def _memory(state: ServerState):
-    parts = state.components
-    if hasattr(type(parts), "memory"):
-        return parts.memory
-    return _StoresMemory(parts.history, parts.long_term)
-
-
-class _StoresMemory:
-    """The memory facade's methods the API uses, over the history and long-term stores."""
-
-    def __init__(self, history: Any, long_term: Any) -> None:
-        self.history_store, self.long_term = history, long_term
-
-    def list(self, user_id: str, session_id: str | None = None):
-        return self.long_term.list(user_id, session_id)
-
-    def search(self, user_id: str, query: str, k: int = 10):
-        return self.long_term.recall(user_id, query, k=k)
-
-    def sessions(self, user_id: str):
-        return self.history_store.sessions(user_id)
-
-    def history(self, user_id: str, session_id: str):
-        return self.history_store.turns(user_id, session_id)
-
-    def entities(self, user_id: str):
-        return []
-
-    def export(self, user_id: str, session_id: str | None = None) -> dict[str, Any]:
-        sessions = [s for s in self.sessions(user_id) if session_id is None or s.session_id == session_id]
-        return {
-            "user": user_id, "session": session_id,
-            "turns": [dataclasses.asdict(t) for s in reversed(sessions) for t in self.history(user_id, s.session_id)],
-            "memories": [_memory_json(m) for m in self.list(user_id, session_id)],
-        }
-
-    def forget(self, user_id: str, *, session_id: str | None = None, memory_id: str | None = None) -> int:
-        if memory_id is not None:
-            mine = {m.id for m in self.long_term.list(user_id)}
-            if memory_id not in mine:
-                return 0
-            self.long_term.store.delete([memory_id])
-            return 1
-        self.history_store.delete(user_id, session_id)
-        return self.long_term.forget(user_id, session_id)
+    return state.components.memory
 
 
 # -- asking --------------------------------------------------------------------------------
