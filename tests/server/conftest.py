@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 CORPUS = {
     "sync.md": "# Sync\n\nWhen a file is deleted, re-ingest removes its chunks from the knowledge base.\n\n"
     "Changed files are re-chunked and their changed chunks are embedded again.",
