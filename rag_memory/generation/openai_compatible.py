@@ -1,13 +1,13 @@
 """A generator behind an OpenAI-compatible chat completions server (vLLM, llama.cpp, TGI ...).
 
 For deployments beyond one machine: the model runs in an inference server named in
-configuration, and ragmem speaks ``POST {base_url}/chat/completions`` to it over HTTP, with
-server-sent events when streaming. httpx is imported on the first request.
+configuration, and ragmem speaks ``POST {base_url}/chat/completions`` to it through the official
+``openai`` client (server-sent events when streaming, with ``stream_options.include_usage`` so
+vLLM and others report token counts). The client is imported on the first request.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -110,18 +110,20 @@ class OpenAICompatibleGenerator(Generator):
         return self._context_length
 
     def warm_up(self) -> None:
-        """Open the HTTP client; the server is first contacted by the first request."""
+        """Make the ``openai`` client; the server is first contacted by the first request."""
         if self._client is not None:
             return
         with self._lock:
             if self._client is None:
-                import httpx
+                import openai
 
-                headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-                self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), headers=headers)
+                # Retries are the caller's choice; the SDK's own would multiply the timeout.
+                self._client = openai.OpenAI(
+                    base_url=self.base_url, api_key=self.api_key or "no-key", timeout=self.timeout, max_retries=0
+                )
 
     def close(self) -> None:
-        """Close the HTTP client's connections."""
+        """Close the client's connections."""
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -138,48 +140,41 @@ class OpenAICompatibleGenerator(Generator):
         )
 
     # -- requests ------------------------------------------------------------------------
-    def _body(
-        self, messages: Sequence[ChatMessage], config: GenerationConfig, stream: bool
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
+    def _request(self, messages: Sequence[ChatMessage], config: GenerationConfig, stream: bool) -> dict[str, Any]:
+        request: dict[str, Any] = {
             "model": self.model_id,
             "messages": [{"role": m.role, "content": m.content} for m in check_messages(messages)],
-            "stream": stream,
             "max_tokens": config.max_new_tokens,
             "temperature": config.temperature,
         }
         if not config.greedy:
-            body["top_p"] = config.top_p
-        return body
+            request["top_p"] = config.top_p
+        if stream:
+            request["stream"] = True
+            request["stream_options"] = {"include_usage": True}
+        if not self.api_key:
+            from openai import Omit
+
+            request["extra_headers"] = {"Authorization": Omit()}  # no key: send no Authorization at all
+        return request
 
     def generate(self, messages: Sequence[ChatMessage], config: GenerationConfig | None = None) -> str:
         """Ask for the whole answer in one response; see ``Generator.stream`` for the arguments."""
-        import httpx
-
         config = config or GenerationConfig()
-        body = self._body(messages, config, stream=False)
+        request = self._request(messages, config, stream=False)
         prompt_estimate = self.count_message_tokens(messages)
         self.warm_up()
         started = time.perf_counter()
         try:
-            response = self._client.post(self.url, json=body)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from exc
-        if response.status_code >= 400:
-            raise self._status_error(response.status_code, response.text)
-        try:
-            payload = response.json()
-            text = payload["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise GenerationError(
-                f"{self.url} answered with something that is not a chat completion ({_excerpt(response.text)});"
-                " check that base_url points at an OpenAI-compatible API (it usually ends in /v1)"
-            ) from exc
+            completion = self._client.chat.completions.create(**request)
+            text = completion.choices[0].message.content or ""
+        except Exception as exc:
+            raise self._error(exc) from exc
         elapsed = time.perf_counter() - started
-        usage = payload.get("usage") or {}
+        usage = getattr(completion, "usage", None)
         self.last_usage = Usage(
-            prompt_tokens=int(usage.get("prompt_tokens") or prompt_estimate),
-            completion_tokens=int(usage.get("completion_tokens") or approximate_tokens(text)),
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or prompt_estimate),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or approximate_tokens(text)),
             seconds_to_first_token=elapsed if text else None,
             seconds_total=elapsed,
         )
@@ -188,79 +183,75 @@ class OpenAICompatibleGenerator(Generator):
     def stream(
         self, messages: Sequence[ChatMessage], config: GenerationConfig | None = None
     ) -> Iterator[str]:
-        """Yield the answer's pieces as the server sends them (server-sent events)."""
+        """Yield the answer's pieces as the server sends them (server-sent events); stopping
+        the iteration early closes the response, which stops the server's generation."""
         config = config or GenerationConfig()
-        body = self._body(messages, config, stream=True)
+        request = self._request(messages, config, stream=True)
         prompt_estimate = self.count_message_tokens(messages)
         self.warm_up()
-        return self._stream(body, prompt_estimate)
+        return self._stream(request, prompt_estimate)
 
-    def _stream(self, body: dict[str, Any], prompt_estimate: int) -> Iterator[str]:
-        import httpx
-
+    def _stream(self, request: dict[str, Any], prompt_estimate: int) -> Iterator[str]:
         started = time.perf_counter()
         first_at: float | None = None
         pieces: list[str] = []
-        server_usage: dict[str, Any] = {}
+        server_usage: Any = None
         try:
-            with self._client.stream("POST", self.url, json=body) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise self._status_error(response.status_code, response.text)
-                for line in response.iter_lines():
-                    data = _sse_data(line)
-                    if data is None:
-                        continue
-                    if data == "[DONE]":
-                        break
-                    chunk = self._parse_chunk(data)
-                    if chunk.get("usage"):
-                        server_usage = chunk["usage"]
-                    piece = _delta_text(chunk)
-                    if piece:
-                        if first_at is None:
-                            first_at = time.perf_counter()
-                        pieces.append(piece)
-                        yield piece
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from exc
+            events = self._client.chat.completions.create(**request)
+        except Exception as exc:
+            raise self._error(exc) from exc
+        try:
+            while True:
+                try:
+                    chunk = next(events)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise self._error(exc) from exc
+                if getattr(chunk, "usage", None):
+                    server_usage = chunk.usage
+                piece = _delta_text(chunk)
+                if piece:
+                    if first_at is None:
+                        first_at = time.perf_counter()
+                    pieces.append(piece)
+                    yield piece
+        finally:
+            events.close()
         text = "".join(pieces)
         self.last_usage = Usage(
-            prompt_tokens=int(server_usage.get("prompt_tokens") or prompt_estimate),
-            completion_tokens=int(server_usage.get("completion_tokens") or approximate_tokens(text)),
+            prompt_tokens=int(getattr(server_usage, "prompt_tokens", 0) or prompt_estimate),
+            completion_tokens=int(getattr(server_usage, "completion_tokens", 0) or approximate_tokens(text)),
             seconds_to_first_token=first_at - started if first_at is not None else None,
             seconds_total=time.perf_counter() - started,
         )
 
-    def _parse_chunk(self, data: str) -> dict[str, Any]:
-        try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise GenerationError(
-                f"{self.url} sent a stream event that is not JSON ({_excerpt(data)}); check that base_url"
-                " points at an OpenAI-compatible API"
-            ) from exc
-        if not isinstance(chunk, dict):
-            raise GenerationError(f"{self.url} sent a stream event that is not an object ({_excerpt(data)})")
-        if chunk.get("error"):
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else error
-            raise GenerationError(f"{self.url} reported an error while streaming: {message}")
-        return chunk
-
     # -- errors --------------------------------------------------------------------------
-    def _transport_error(self, exc: Exception) -> GenerationError:
-        import httpx
+    def _error(self, exc: Exception) -> GenerationError:
+        """What went wrong, for the user: the URL, the status or the cause, and what to check."""
+        import openai
 
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, GenerationError):
+            return exc
+        if isinstance(exc, openai.APITimeoutError):
             return GenerationError(
                 f"{self.url} did not answer within {self.timeout:g} seconds; check that the server is up and"
                 " not overloaded, or raise the timeout"
             )
-        if isinstance(exc, httpx.ConnectError):
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
             return GenerationError(
-                f"cannot connect to {self.url}: {exc}. Check that the inference server is running and that"
+                f"cannot connect to {self.url}: {cause}. Check that the inference server is running and that"
                 " base_url (host, port, and the /v1 prefix) is right"
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_error(exc.status_code, _body_text(exc))
+        if isinstance(exc, openai.APIError):  # an error event inside the stream
+            return GenerationError(f"{self.url} reported an error while streaming: {exc.message}")
+        if isinstance(exc, ValueError | KeyError | IndexError | TypeError | AttributeError):
+            return GenerationError(
+                f"{self.url} answered with something that is not a chat completion ({_excerpt(str(exc))});"
+                " check that base_url points at an OpenAI-compatible API (it usually ends in /v1)"
             )
         return GenerationError(f"the request to {self.url} failed: {exc}")
 
@@ -277,19 +268,19 @@ class OpenAICompatibleGenerator(Generator):
         return GenerationError(f"{self.url} answered HTTP {status}: {_excerpt(text)}; {hint}")
 
 
-def _sse_data(line: str) -> str | None:
-    """The payload of an SSE ``data:`` line, or None for comments, blank lines and other fields."""
-    if not line.startswith("data:"):
-        return None
-    return line[5:].strip()
+def _body_text(exc: Any) -> str:
+    try:
+        return exc.response.text
+    except Exception:  # a streamed response whose body was not read
+        return exc.message
 
 
-def _delta_text(chunk: dict[str, Any]) -> str:
-    choices = chunk.get("choices") or []
-    if not choices or not isinstance(choices[0], dict):
+def _delta_text(chunk: Any) -> str:
+    choices = getattr(chunk, "choices", None) or []
+    if not choices:
         return ""
-    delta = choices[0].get("delta") or {}
-    content = delta.get("content") if isinstance(delta, dict) else None
+    delta = getattr(choices[0], "delta", None)
+    content = getattr(delta, "content", None)
     return content if isinstance(content, str) else ""
 
 

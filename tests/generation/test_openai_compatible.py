@@ -23,6 +23,7 @@ class FakeServer:
         self.headers: list[dict] = []
         self.status = 200
         self.error_body = ""
+        self.stream_error = ""
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,7 +40,7 @@ class FakeServer:
                 elif server.status != 200:
                     self._send(server.status, "application/json", server.error_body.encode())
                 elif body.get("stream"):
-                    self._stream()
+                    self._stream(bool((body.get("stream_options") or {}).get("include_usage")))
                 else:
                     answer = {
                         "id": "cmpl-1",
@@ -58,13 +59,18 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _stream(self) -> None:
+            def _stream(self, include_usage: bool) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
                 events = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
                 events += [{"choices": [{"index": 0, "delta": {"content": p}}]} for p in PIECES]
                 events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                if server.stream_error:
+                    events = events[:2] + [{"error": {"message": server.stream_error}}]
+                elif include_usage:  # as vLLM does: a last chunk with no choices and the counts
+                    events.append({"choices": [], "usage": {"prompt_tokens": 19, "completion_tokens": 5,
+                                                            "total_tokens": 24}})
                 self.wfile.write(b": keep-alive comment\n\n")
                 for event in events:
                     self.wfile.write(f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode())
@@ -104,14 +110,25 @@ def test_stream_yields_the_server_pieces_and_sends_an_openai_request(server):
             {"role": "user", "content": "What is the capital of France?"},
         ],
         "stream": True,
+        "stream_options": {"include_usage": True},
         "max_tokens": 32,
         "temperature": 0.0,
     }
-    assert server.headers[0]["Authorization"] == "Bearer sk-test"
-    usage = gen.last_usage
-    assert usage.prompt_tokens == gen.count_message_tokens(MESSAGES)
-    assert usage.completion_tokens == approximate_tokens("".join(PIECES))
+    assert {k.lower(): v for k, v in server.headers[0].items()}["authorization"] == "Bearer sk-test"
+    usage = gen.last_usage  # the server's counts, from the include_usage chunk
+    assert (usage.prompt_tokens, usage.completion_tokens) == (19, 5)
     assert 0 < usage.seconds_to_first_token <= usage.seconds_total
+
+
+def test_an_error_event_inside_the_stream_is_a_generation_error(server):
+    server.stream_error = "the model crashed"
+    gen = OpenAICompatibleGenerator(server.url, "tiny-chat")
+
+    got = []
+    with pytest.raises(GenerationError, match="the model crashed"):
+        for piece in gen.stream(MESSAGES):
+            got.append(piece)
+    assert got == PIECES[:1]
 
 
 def test_generate_asks_without_streaming_and_takes_the_server_usage(server):
@@ -121,9 +138,9 @@ def test_generate_asks_without_streaming_and_takes_the_server_usage(server):
 
     assert answer == "".join(PIECES)
     (body,) = server.requests
-    assert body["stream"] is False
+    assert not body.get("stream")
     assert (body["max_tokens"], body["temperature"], body["top_p"]) == (16, 0.7, 0.9)
-    assert "Authorization" not in server.headers[0]
+    assert "authorization" not in {k.lower() for k in server.headers[0]}
     assert (gen.last_usage.prompt_tokens, gen.last_usage.completion_tokens) == (21, 5)
 
 
