@@ -45,6 +45,9 @@ def retrieval(
         Path | None, typer.Option("--data-dir", help="Folder holding squad-v1.1/ and cmrc2018/ [../shared/data].")
     ] = None,
     embedder: EmbedderOpt = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also draw hit@k curves and latency histograms into FILE.png.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest a dataset's passages into a temporary collection and score dense, BM25 and
@@ -64,9 +67,18 @@ def retrieval(
     else:
         raise ConfigError("say what to evaluate: --dataset squad|cmrc, or --passages P.jsonl --questions Q.jsonl")
     settings = load_settings(embedder=embedder)
+    if plot is not None:
+        from rag_memory.eval.plot import check_plot_path
+
+        check_plot_path(plot)
 
     with _EvalProgress(enabled=not as_json and sys.stderr.isatty()) as bar:
         result = evaluate_retrieval(data, settings, progress=bar.update)
+    if plot is not None:
+        from rag_memory.eval.plot import plot_retrieval
+
+        plot_retrieval(result, plot)
+        stderr().print(f"Wrote the plot to {plot}.")
     if as_json:
         print_json(result.as_json())
         return

@@ -45,6 +45,7 @@ DATASETS = {
 }
 MODES = ("dense", "bm25", "hybrid")
 CUTOFFS = (1, 5, 10)
+CURVE_DEPTH = 10  # hit@k is plotted for k = 1..CURVE_DEPTH
 # Chunks retrieved per question: enough to find 10 distinct passages when passages are
 # split into several chunks.
 CHUNK_DEPTH = 40
@@ -256,6 +257,8 @@ class ModeMetrics:
     ndcg10: float
     p50_ms: float
     p95_ms: float
+    curve: dict[int, float] = field(default_factory=dict)  # hit@k for k = 1..10, for plots
+    latencies_ms: list[float] = field(default_factory=list, repr=False)  # one per question, for plots
 
     def as_json(self) -> dict[str, float]:
         out = {f"hit@{k}": round(v, 4) for k, v in sorted(self.hits.items())}
@@ -280,6 +283,9 @@ def score_rankings(
         ndcg10=sum(ndcg_at(r, rel) for r, rel in zip(rankings, relevant, strict=True)) / n,
         p50_ms=percentile(ms, 50),
         p95_ms=percentile(ms, 95),
+        curve={k: sum(hit_at(r, rel, k) for r, rel in zip(rankings, relevant, strict=True)) / n
+               for k in range(1, CURVE_DEPTH + 1)},
+        latencies_ms=ms,
     )
 
 

@@ -237,3 +237,25 @@ def test_cli_says_what_to_evaluate(cli, jsonl_data):
     assert result.exit_code == 1 and "--dataset" in result.output
     both = cli("eval", "retrieval", "--dataset", "squad", "--passages", str(jsonl_data[0]))
     assert both.exit_code == 1 and "not both" in both.output
+
+
+def test_cli_plot_draws_hit_at_k_curves_and_latency_histograms(cli, jsonl_data, tmp_path):
+    pytest.importorskip("matplotlib")
+    passages, questions = jsonl_data
+    out = tmp_path / "figs" / "eval.png"
+    result = cli("eval", "retrieval", "--passages", str(passages), "--questions", str(questions), "--plot", str(out))
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    bad = cli("eval", "retrieval", "--passages", str(passages), "--questions", str(questions),
+              "--plot", str(tmp_path / "eval.txt"))
+    assert bad.exit_code == 1 and ".png" in bad.output
+
+
+def test_the_hit_curve_rises_with_k_to_the_reported_cutoffs():
+    from rag_memory.eval.retrieval import score_rankings
+
+    m = score_rankings([["x", "a"], ["b"], ["y", "z", "c"]], [["a"], ["b"], ["q"]], [0.001, 0.002, 0.003])
+    assert m.curve[1] == pytest.approx(1 / 3) and m.curve[2] == pytest.approx(2 / 3)
+    assert m.curve[10] == m.hits[10] and m.curve[5] == m.hits[5]
+    assert m.latencies_ms == pytest.approx([1.0, 2.0, 3.0])
