@@ -39,7 +39,7 @@ class Cancelled(Exception):
 
 
 class GenerationQueue:
-    """A bounded line of requests in front of the shared generator.
+    """A bounded, first-come-first-served line of requests in front of the shared generator.
 
     Args:
         slots: Answers generated at the same time (1 for a local model; more for an inference
@@ -57,6 +57,7 @@ class GenerationQueue:
         self._cond = threading.Condition()
         self._running = 0
         self._waiting = 0
+        self._line: deque[object] = deque()  # waiting requests, oldest first
         self._waits: deque[float] = deque(maxlen=512)  # seconds each of the recent requests waited
         self.served = 0
         self.refused = 0
@@ -72,11 +73,14 @@ class GenerationQueue:
             Cancelled: ``cancelled`` was set while waiting.
         """
         started = time.monotonic()
+        ticket = object()
         with self._cond:
             self._refuse_if_full()
+            self._line.append(ticket)
             self._waiting += 1
             try:
-                while self._running >= self.slots:
+                # First come, first served: only the head of the line may take a free slot.
+                while self._running >= self.slots or self._line[0] is not ticket:
                     if cancelled.is_set():
                         raise Cancelled()
                     left = deadline - time.monotonic()
@@ -88,6 +92,8 @@ class GenerationQueue:
                     self._cond.wait(timeout=min(left, 0.25))
             finally:
                 self._waiting -= 1
+                self._line.remove(ticket)
+                self._cond.notify_all()  # the next in line may be free to go
             self._running += 1
             waited = time.monotonic() - started
             self._waits.append(waited)
@@ -97,7 +103,7 @@ class GenerationQueue:
             with self._cond:
                 self._running -= 1
                 self.served += 1
-                self._cond.notify()
+                self._cond.notify_all()
 
     def check_room(self) -> None:
         """Raise ``QueueFull`` now if a new request would be refused (so it gets HTTP 503

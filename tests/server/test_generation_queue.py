@@ -172,3 +172,35 @@ def test_a_request_past_the_queue_length_gets_503_at_once(slow_server):
             assert r.status_code == 503
         worker.join(30)
         assert result["r"].status_code == 200 and "w149" in result["r"].json()["answer"]
+
+
+def test_waiting_requests_get_the_slot_in_the_order_they_came():
+    from rag_memory.server.workers import GenerationQueue
+
+    queue = GenerationQueue(slots=1, max_waiting=10)
+    never = threading.Event()
+    order: list[int] = []
+    release = threading.Event()
+
+    def hold():
+        with queue.slot(deadline=time.monotonic() + 10, cancelled=never):
+            release.wait(10)
+
+    def take(i: int):
+        with queue.slot(deadline=time.monotonic() + 10, cancelled=never):
+            order.append(i)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    while queue.status()["running"] < 1:
+        time.sleep(0.005)
+    waiters = []
+    for i in range(6):
+        waiters.append(threading.Thread(target=take, args=(i,)))
+        waiters[-1].start()
+        while queue.status()["waiting"] < i + 1:
+            time.sleep(0.005)
+    release.set()
+    for t in [holder, *waiters]:
+        t.join(10)
+    assert order == list(range(6))
