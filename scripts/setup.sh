@@ -32,7 +32,7 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing chromium and chromium-driver (for the browser test)..." >&2
         if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                chromium chromium-driver >/dev/null; }; then
+                chromium chromium-driver fonts-wqy-zenhei >/dev/null; }; then
             echo "WARNING: apt-get could not install chromium/chromium-driver: the web page's browser test" \
                  "(tests/server/test_page_browser.py) will be SKIPPED." >&2
         fi
