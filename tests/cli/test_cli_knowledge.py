@@ -147,7 +147,8 @@ def test_help_imports_no_heavy_module():
         "    from rag_memory.cli import app; app()\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = [m for m in ('torch', 'transformers', 'chromadb', 'sentence_transformers', 'unstructured')"
+        "heavy = [m for m in ('torch', 'transformers', 'chromadb', 'sentence_transformers', 'unstructured',"
+        " 'fastapi', 'uvicorn', 'openai', 'matplotlib')"
         " if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )

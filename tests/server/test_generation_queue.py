@@ -204,3 +204,58 @@ def test_waiting_requests_get_the_slot_in_the_order_they_came():
     for t in [holder, *waiters]:
         t.join(10)
     assert order == list(range(6))
+
+
+def test_an_answer_past_the_request_timeout_is_a_504_and_its_generation_stops(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from rag_memory.pipelines.rag import RagPipeline
+    from rag_memory.server import ServerOptions, create_app
+
+    rag = RagPipeline(server_settings(tmp_path / "home"))
+    rag.ingest([write_corpus(tmp_path / "docs")])
+    generator = SlowGenerator(pieces=300, delay=0.01)
+    rag.components.generation = Selection(generator)
+    with TestClient(create_app(rag, options=ServerOptions(request_timeout=0.4))) as c:
+        r = c.post("/api/ask", json={"question": "Boats on the river?", "session_id": "slow"})
+        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
+        assert "--request-timeout" in r.json()["error"]["message"]
+        _wait_until(lambda: generator.stopped_early == 1, 5)
+    assert rag.components.memory.history(rag.settings.user, "slow") == []
+
+
+def test_ingest_jobs_run_one_at_a_time_and_answers_go_on_meanwhile(slow_server):
+    from rag_memory.server.workers import IngestJobs
+
+    state = slow_server["state"]
+    running, release = [], threading.Event()
+
+    class Report:
+        def as_json(self):
+            return {"added": 1}
+
+    def blocking_run(paths, *, progress, **options):
+        running.append(paths[0])
+        progress.planned(1)
+        release.wait(10)
+        progress.file_done(paths[0])
+        return Report()
+
+    jobs = IngestJobs(blocking_run)
+    first, second = jobs.submit(["a"], {}), jobs.submit(["b"], {})
+    _wait_until(lambda: first.state == "running")
+    original, state.jobs = state.jobs, jobs
+    try:
+        with httpx.Client(base_url=slow_server["url"], timeout=30) as c:
+            assert c.get(f"/api/jobs/{first.id}").json()["progress"]["files_planned"] == 1
+            assert c.get(f"/api/jobs/{second.id}").json()["state"] == "queued"
+            assert c.get("/api/status").json()["jobs"] == {"running": 1, "queued": 1}
+            r = c.post("/api/ask", json={"question": "Ferries on the bay?"})  # not held up by the ingest
+            assert r.status_code == 200 and running == ["a"]
+        release.set()
+        _wait_until(lambda: second.state == "done")
+        assert running == ["a", "b"] and first.report == {"added": 1} and first.files_done == 1
+    finally:
+        release.set()
+        state.jobs = original
+        jobs.close()
