@@ -160,6 +160,7 @@ async function ask(question) {
     $("send").disabled = false;
     refreshSessions();
     refreshMemory();
+    refreshStatus();
   }
 }
 
