@@ -47,3 +47,42 @@ def test_bad_keys_are_refused_without_echoing_them(tmp_path):
     broken.write_text("[keys\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=str(broken)):
         ApiKeys.from_file(broken)
+
+
+@pytest.mark.slow
+def test_ragmem_serve_starts_answers_and_stops_on_sigterm(tmp_path, ragmem_home):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    key = "dave-key-0123456789abcdef"
+    env = {**os.environ, "RAGMEM_EMBEDDER": "hashing:64", "RAGMEM_GENERATOR": "extractive"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag_memory.cli", "serve", "--port", "0", "--api-key", f"{key}=dave"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        url, lines, deadline = None, [], time.monotonic() + 120
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            lines.append(line)
+            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+            url = found.group(1) if found else None
+        assert url, "".join(lines)
+        assert "1 API keys for users dave" in "".join(lines) and key not in "".join(lines)
+        assert httpx.get(url + "/healthz").json() == {"status": "ok"}
+        status = httpx.get(url + "/api/status", headers={"Authorization": f"Bearer {key}"}).json()
+        assert status["user"] == "dave" and status["generator"]["backend"] == "extractive"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in out, out
+    assert key not in out
