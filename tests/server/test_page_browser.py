@@ -164,6 +164,13 @@ def test_the_page_ingests_answers_in_english_and_chinese_opens_citations_and_for
     assert not any("Chengdu" in m.text for m in memories)
     shot(d, "06-forgotten")
 
+    # A new chat empties the transcript; the sessions list brings the conversation back.
+    by_css(d, "#new-chat")[0].click()
+    wait(d, lambda d: not by_css(d, "#messages .msg"), 10)
+    by_css(d, "#sessions li .text")[0].click()
+    wait(d, lambda d: len(by_css(d, "#messages .msg")) == 6, 10)
+    assert by_css(d, "#messages .msg.user")[1].text == "长城有多长？"
+
 
 def test_the_page_speaks_simplified_chinese_to_a_chinese_browser(server):
     d = _browser("zh-CN")
@@ -179,3 +186,28 @@ def test_the_page_speaks_simplified_chinese_to_a_chinese_browser(server):
         shot(d, "07-chinese-ui")
     finally:
         d.quit()
+
+
+def test_the_page_asks_for_an_api_key_when_the_server_needs_one(tmp_path):
+    from rag_memory.pipelines.rag import RagPipeline
+    from rag_memory.server import ApiKeys, create_app
+    from tests.helpers.http_server import uvicorn_server
+
+    rag = RagPipeline(server_settings(tmp_path / "home", generator="extractive"))
+    rag.ingest([write_corpus(tmp_path / "docs")])
+    key = "erin-key-0123456789abcdef"
+    app = create_app(rag, keys=ApiKeys.from_flags([f"{key}=erin"]))
+    with uvicorn_server(app) as url:
+        d = _browser("en-US")
+        try:
+            d.get(url + "/")
+            wait(d, lambda d: d.execute_script("return document.getElementById('key-dialog').open"), 15)
+            shot(d, "08-key-dialog")
+            by_css(d, "#key-input")[0].send_keys(key)
+            by_css(d, "#key-save")[0].click()
+            wait(d, lambda d: by_css(d, "#kb-status dd"), 15)
+            bubble, _ = ask(d, "What happens when a file is deleted on re-ingest?")
+            assert "re-ingest removes its chunks" in bubble.text
+            assert [s.session_id for s in rag.components.memory.sessions("erin")]
+        finally:
+            d.quit()
