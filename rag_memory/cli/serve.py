@@ -116,7 +116,9 @@ def serve(
         home=home, collection=collection, embedder=embedder, chroma_url=chroma_url, user=user, generator=generator,
         model=model, generator_url=generator_url, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
     )
-    app = create_app(rag, keys=keys, options=options)
+    app = create_app(rag, keys=keys, options=options, warm_up=False)
+    # Load the models before listening, so a model that cannot load is an `Error:` line here.
+    app.state.ragmem.warm_up()
     shown = f"[{host}]" if ":" in host else host
     auth = f"{len(keys)} API keys for users {', '.join(keys.users)}" if keys else "no API keys (loopback only)"
     stderr().print(

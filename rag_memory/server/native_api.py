@@ -127,7 +127,7 @@ async def status(request: Request) -> dict[str, Any]:
         data["keyword_index_chunks"] = parts.lexical.count() if state.settings.lexical_path.exists() else 0
         return data
 
-    selection = parts.generation
+    selection = await blocking(state, lambda: parts.generation)  # loads the model on first use
     return {
         "user": user,
         "auth": bool(state.keys),

@@ -86,3 +86,11 @@ def test_ragmem_serve_starts_answers_and_stops_on_sigterm(tmp_path, ragmem_home)
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in out, out
     assert key not in out
+
+
+def test_a_model_that_cannot_load_is_an_error_line_before_listening(tmp_path):
+    result = runner.invoke(app, ["serve", "--embedder", "hashing:64", "--generator", "transformers",
+                                 "--model", str(tmp_path / "no-such-model")])
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "no-such-model" in result.output
+    assert "Traceback" not in result.output
