@@ -31,8 +31,12 @@ fi
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing chromium and chromium-driver (for the browser test)..." >&2
-        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                chromium chromium-driver fonts-wqy-zenhei >/dev/null; }; then
+        install_browser() {
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                chromium chromium-driver fonts-wqy-zenhei >/dev/null
+        }
+        # Package lists may be missing or stale on a fresh image: update them only if needed.
+        if ! { install_browser 2>/dev/null || { apt-get update -qq && install_browser; }; }; then
             echo "WARNING: apt-get could not install chromium/chromium-driver: the web page's browser test" \
                  "(tests/server/test_page_browser.py) will be SKIPPED." >&2
         fi
