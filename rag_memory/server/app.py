@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -44,7 +44,6 @@ from rag_memory.server.workers import GenerationQueue, IngestJobs, QueueFull, Qu
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-PUBLIC_PATHS = ("/", "/healthz", "/docs", "/openapi.json", "/favicon.ico")
 
 
 @dataclass
@@ -346,6 +345,8 @@ def create_app(pipeline: Any, *, keys: ApiKeys | None = None, options: ServerOpt
         summary="Retrieval-augmented generation with memory: OpenAI-compatible and native endpoints.",
         version=_version(),
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load Swagger UI from a CDN; ours ships its assets
+        redoc_url=None,
     )
     app.state.ragmem = state
 
@@ -381,12 +382,46 @@ def create_app(pipeline: Any, *, keys: ApiKeys | None = None, options: ServerOpt
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return _docs_page()
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    assets = _swagger_assets()
+    if assets is not None:
+        app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
     app.include_router(openai_api.router)
     app.include_router(native_api.router)
     app.add_middleware(CatchBugs)
     app.add_middleware(BodyLimit, limit=state.options.max_body_bytes)
     return app
+
+
+def _swagger_assets() -> Path | None:
+    """Swagger UI's files from the ``swagger-ui-bundle`` package, if it is installed."""
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+def _docs_page() -> HTMLResponse:
+    """The API's interactive documentation, from local assets only (works offline)."""
+    if _swagger_assets() is None:
+        return HTMLResponse(
+            "<!doctype html><title>ragmem API</title><p>The API is described by "
+            '<a href="/openapi.json">/openapi.json</a> (install swagger-ui-bundle for an interactive page).</p>'
+        )
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="ragmem API",
+        swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs-assets/swagger-ui.css",
+        swagger_favicon_url="/docs-assets/favicon-32x32.png",
+    )
 
 
 def _version() -> str:

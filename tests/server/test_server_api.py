@@ -200,3 +200,16 @@ def test_the_openapi_schema_documents_the_native_and_openai_endpoints(server):
                  "/api/memory/search", "/api/memory/{memory_id}", "/api/memory/export", "/api/memory/entities",
                  "/api/sessions", "/api/sessions/{session_id}", "/v1/chat/completions", "/v1/models"):
         assert path in schema["paths"], path
+
+
+def test_the_docs_page_loads_its_assets_from_the_server_not_a_cdn(server):
+    import re
+
+    page = httpx.get(server["url"] + "/docs")
+    assert page.status_code == 200 and "/openapi.json" in page.text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text) + re.findall(r"url: ?'([^']+)'", page.text)
+    assert urls and all(u.startswith("/") for u in urls), urls
+    for url in urls:
+        assert httpx.get(server["url"] + url).status_code == 200, url
+    index = httpx.get(server["url"] + "/").text
+    assert "http://" not in index and "https://" not in index
