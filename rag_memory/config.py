@@ -2,12 +2,21 @@
 
 Every value remembers where it came from, so ``ragmem config show`` can say why a setting
 has the value it has.
+
+The home config, the environment and the flags are the user's own. A project folder's
+``ragmem.toml`` is not: a cloned repository may hold one. Settings that would send data or
+keys elsewhere, move the home or allow downloads (``PROJECT_GUARDED``) are taken from a
+project file only when the user trusts the folder (``--trust-project``, ``RAGMEM_TRUST_PROJECT=1``
+or the folder listed in ``trusted_folders`` in the home config); otherwise they are ignored
+with one warning that names them and says how to trust the folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 import tomllib
 import types
 import typing
@@ -18,9 +27,19 @@ from typing import Any
 
 from rag_memory.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 CONFIG_FILE = "ragmem.toml"
 _DEFAULT_OVERLAP = 32
 ENV_PREFIX = "RAGMEM_"
+TRUST_ENV = ENV_PREFIX + "TRUST_PROJECT"
+
+# Settings a project folder's ragmem.toml may set only when the user trusts the folder: they
+# send documents, memories or keys to a server, move the home, or let models download.
+PROJECT_GUARDED = ("home", "chroma_url", "generator_url", "generator_api_key_env", "allow_downloads")
+# Read from the home config (or the environment and flags) only, never from a project file.
+HOME_ONLY = ("trusted_folders",)
+_warned_ignored: set[tuple[str, tuple[str, ...]]] = set()
 
 
 def default_home() -> Path:
@@ -68,7 +87,16 @@ class Settings:
         generator_model: Hugging Face model id or local folder for the transformers generator;
             for ``openai``, the served model's name.
         generator_url: Base URL of an OpenAI-compatible server, e.g. ``http://127.0.0.1:8000/v1``.
-        generator_api_key: API key for that server, if it needs one.
+        generator_api_key: API key for that server, if it needs one. Sent only to a
+            ``generator_url`` set in the same place, or by you (home config, environment, flag).
+        generator_api_key_env: The name of an environment variable holding that key (e.g.
+            ``OPENAI_API_KEY``); ragmem reads no key variable you did not name.
+        allow_downloads: Let the embedder, reranker and generator fetch a missing model from the
+            Hugging Face hub when it is loaded. Off by default: nothing is downloaded unless you
+            run ``ragmem models pull`` or turn this on.
+        trusted_folders: Project folders whose ``ragmem.toml`` may set the guarded settings
+            (``home``, ``chroma_url``, ``generator_url``, ``generator_api_key_env``,
+            ``allow_downloads``), with their subfolders. Read from the home config only.
         max_new_tokens: Longest answer, in tokens.
         temperature: 0 is greedy decoding; above 0 samples.
         context_length: Cap on the generator's context window (default: the model's own).
@@ -108,11 +136,16 @@ class Settings:
     generator_model: str = "Qwen/Qwen2.5-0.5B-Instruct"
     generator_url: str | None = None
     generator_api_key: str | None = None
+    generator_api_key_env: str | None = None
+    allow_downloads: bool = False
+    trusted_folders: list[str] = field(default_factory=list)
     max_new_tokens: int = 384
     temperature: float = 0.0
     context_length: int | None = None
     relevance_gate: float = 0.3
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # The project ragmem.toml that was read, if any (its path as in ``sources``).
+    project_file: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -198,6 +231,11 @@ class Settings:
             raise ConfigError(f"generator_url must start with http:// or https://, got {self.generator_url!r}")
         if self.chroma_url and not self.chroma_url.startswith(("http://", "https://")):
             raise ConfigError(f"chroma_url must start with http:// or https://, got {self.chroma_url!r}")
+        if self.generator_api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.generator_api_key_env):
+            raise ConfigError(
+                f"generator_api_key_env must be the name of an environment variable (such as OPENAI_API_KEY),"
+                f" got {self.generator_api_key_env!r}"
+            )
 
     # -- loading -----------------------------------------------------------------------
     @classmethod
@@ -207,6 +245,7 @@ class Settings:
         *,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        trust_project: bool | None = None,
     ) -> Settings:
         """Build the effective settings.
 
@@ -214,6 +253,9 @@ class Settings:
             overrides: Values from CLI flags or code; ``None`` values are ignored.
             cwd: The project directory searched for ``ragmem.toml`` (default: the current one).
             env: The environment (default: ``os.environ``).
+            trust_project: Honour the guarded settings (``PROJECT_GUARDED``) of the project's
+                ``ragmem.toml`` (default: ``RAGMEM_TRUST_PROJECT``, else whether the folder is
+                in ``trusted_folders``).
         """
         env = os.environ if env is None else env
         cwd = Path.cwd() if cwd is None else cwd
@@ -225,22 +267,33 @@ class Settings:
                 values[key] = _coerce(key, raw, where)
                 sources[key] = where
 
-        # home decides where the home config lives, so resolve it first.
+        # The user's own home (default, environment or flag) holds the config that says which
+        # project folders are trusted; only a trusted project may move the home.
         project_file = cwd / CONFIG_FILE
-        project_layer = _read_toml(project_file) if project_file.is_file() else {}
-        home = Path(default_home())
-        if "home" in project_layer:
-            home = Path(str(project_layer["home"])).expanduser()
+        user_home = Path(default_home())
+        home_chosen = False
         if env.get(ENV_PREFIX + "HOME"):
-            home = Path(env[ENV_PREFIX + "HOME"]).expanduser()
+            user_home, home_chosen = Path(env[ENV_PREFIX + "HOME"]).expanduser(), True
         if overrides and overrides.get("home") is not None:
-            home = Path(overrides["home"]).expanduser()
+            user_home, home_chosen = Path(overrides["home"]).expanduser(), True
+        user_layer = _home_layer(user_home / CONFIG_FILE)
+        # Run inside the home, its own config is the home config, not a project's.
+        is_project = project_file.is_file() and not _same_file(project_file, user_home / CONFIG_FILE)
+        project_layer = _read_toml(project_file) if is_project else {}
 
+        if project_layer:
+            trusted = _project_trusted(cwd, trust_project, env, overrides, user_layer, user_home / CONFIG_FILE)
+            ignored = [k for k in project_layer if k in HOME_ONLY or (k in PROJECT_GUARDED and not trusted)]
+            if ignored:
+                _warn_ignored(project_file, ignored, cwd, user_home / CONFIG_FILE)
+                project_layer = {k: v for k, v in project_layer.items() if k not in ignored}
+
+        home = user_home
+        if "home" in project_layer and not home_chosen:
+            home = Path(str(project_layer["home"])).expanduser()
         home_file = home / CONFIG_FILE
-        if home_file.is_file() and home_file.resolve() != project_file.resolve():
-            home_layer = _read_toml(home_file)
-            if "home" in home_layer:
-                raise ConfigError(f"{home_file}: 'home' cannot be set inside the home's own config file")
+        home_layer = user_layer if home == user_home else _home_layer(home_file)
+        if home_layer:
             apply(home_layer, f"{home_file}")
         if project_layer:
             apply(project_layer, f"{project_file}")
@@ -250,6 +303,7 @@ class Settings:
                 apply({name: raw}, f"env {ENV_PREFIX}{name.upper()}")
         if overrides:
             apply({k: v for k, v in overrides.items() if v is not None}, "cli")
+        values.setdefault("home", home)
         for name in _field_names():
             sources.setdefault(name, "default")
         if "chunk_overlap" not in values and "chunk_tokens" in values:
@@ -258,7 +312,39 @@ class Settings:
             sources["chunk_overlap"] = "default, scaled to chunk_tokens"
         settings = cls(**values)
         settings.sources = sources
+        settings.project_file = f"{project_file}" if project_layer else None
         return settings
+
+    def generator_key(self) -> str | None:
+        """The API key to send to ``generator_url``, or None.
+
+        The key is ``generator_api_key``, else the environment variable that
+        ``generator_api_key_env`` names (no other variable is read). It is sent only to a URL
+        the user set (home config, environment, flag, code), or to a URL from a trusted
+        project file when the key comes from that same file; a project's server never
+        receives the user's own key.
+        """
+        if self.generator_api_key:
+            key, key_from = self.generator_api_key, self.sources.get("generator_api_key", "code")
+        elif self.generator_api_key_env:
+            key = os.environ.get(self.generator_api_key_env) or None
+            key_from = self.sources.get("generator_api_key_env", "code")
+            if key is None:
+                raise ConfigError(
+                    f"generator_api_key_env names the environment variable {self.generator_api_key_env},"
+                    " which is not set; export it or change the setting"
+                )
+        else:
+            return None
+        url_from = self.sources.get("generator_url", "code")
+        if self.project_file is not None and url_from == self.project_file and key_from != url_from:
+            log.warning(
+                "not sending your API key (from %s) to generator_url %s, which %s sets; set the URL"
+                " yourself (RAGMEM_GENERATOR_URL or --generator-url) to use the key with it",
+                key_from, self.generator_url, url_from,
+            )
+            return None
+        return key
 
     def show(self) -> list[tuple[str, Any, str]]:
         """(name, value, where it came from) for every setting."""
@@ -276,8 +362,86 @@ class Settings:
         return new
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _home_layer(home_file: Path) -> dict[str, Any]:
+    if not home_file.is_file():
+        return {}
+    layer = _read_toml(home_file)
+    if "home" in layer:
+        raise ConfigError(f"{home_file}: 'home' cannot be set inside the home's own config file")
+    return layer
+
+
+def _project_trusted(
+    cwd: Path,
+    trust_project: bool | None,
+    env: Mapping[str, str],
+    overrides: Mapping[str, Any] | None,
+    home_layer: Mapping[str, Any],
+    home_file: Path,
+) -> bool:
+    """Whether the user trusts the project folder ``cwd`` (flag, environment, or trusted_folders)."""
+    if trust_project is not None:
+        return trust_project
+    if env.get(TRUST_ENV, "").strip():
+        try:
+            return _to_bool(env[TRUST_ENV])
+        except ValueError as exc:
+            raise ConfigError(f"env {TRUST_ENV} has a bad value {env[TRUST_ENV]!r}: {exc}") from exc
+    folders: list[str] = []
+    for layer, where in (
+        (home_layer, str(home_file)),
+        ({"trusted_folders": env[ENV_PREFIX + "TRUSTED_FOLDERS"]} if env.get(ENV_PREFIX + "TRUSTED_FOLDERS") else {},
+         f"env {ENV_PREFIX}TRUSTED_FOLDERS"),
+        ({"trusted_folders": overrides["trusted_folders"]} if overrides and overrides.get("trusted_folders") else {},
+         "cli"),
+    ):
+        if "trusted_folders" in layer:
+            folders = _coerce("trusted_folders", layer["trusted_folders"], where)
+    here = cwd.resolve()
+    for folder in folders:
+        base = Path(folder).expanduser()
+        if not base.is_absolute():
+            continue  # relative to what? only absolute folders are trusted
+        base = base.resolve()
+        if here == base or base in here.parents:
+            return True
+    return False
+
+
+def _warn_ignored(project_file: Path, ignored: list[str], cwd: Path, home_file: Path) -> None:
+    key = (str(project_file), tuple(sorted(ignored)))
+    if key in _warned_ignored:
+        return
+    _warned_ignored.add(key)
+    guarded = [k for k in ignored if k not in HOME_ONLY]
+    if guarded:
+        log.warning(
+            "ignoring %s from %s: a project folder may not send your data or keys elsewhere, move the home or"
+            " allow downloads unless you trust it. To trust it, run with --trust-project (or RAGMEM_TRUST_PROJECT=1),"
+            " or add trusted_folders = [%s] to %s",
+            ", ".join(guarded), project_file, _toml_string(str(cwd.resolve())), home_file,
+        )
+    home_only = [k for k in ignored if k in HOME_ONLY]
+    if home_only:
+        log.warning("ignoring %s from %s: it is read only from the home config %s", ", ".join(home_only), project_file,
+                    home_file)
+
+
+def _toml_string(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
 def _field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
+    return [f.name for f in dataclasses.fields(Settings) if f.name not in ("sources", "project_file")]
 
 
 def _valid_collection_name(name: str) -> bool:
@@ -337,13 +501,7 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
                 return [str(p) for p in raw]
             raise ValueError("expected a list")
         if typ is bool:
-            if isinstance(raw, bool):
-                return raw
-            if str(raw).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(raw).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true or false")
+            return _to_bool(raw)
         if typ is int:
             if isinstance(raw, bool):
                 raise ValueError("expected a whole number")
@@ -353,3 +511,13 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name!r} from {where} has a bad value {raw!r}: {exc}") from exc
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if str(raw).strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(raw).strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")

@@ -65,9 +65,21 @@ def _quiet_model_loading() -> None:
 @app.callback()
 def main(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")] = 0,
+    trust_project: Annotated[
+        bool,
+        typer.Option(
+            "--trust-project",
+            help="Let ./ragmem.toml set home, chroma_url, generator_url, generator_api_key_env and allow_downloads"
+            " (ignored from a project folder otherwise; or list the folder in trusted_folders in the home config).",
+        ),
+    ] = False,
 ) -> None:
     """Local-first retrieval-augmented generation with memory."""
     _quiet_model_loading()
+    if trust_project:
+        from rag_memory.config import TRUST_ENV
+
+        os.environ[TRUST_ENV] = "1"  # read by every Settings.load of this process
     level = logging.WARNING - 10 * min(verbose, 2)
     from rich.logging import RichHandler
 

@@ -9,7 +9,6 @@ An explicit choice (``transformers``, ``openai``) that fails is an error instead
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +81,7 @@ def _transformers(settings: Settings, model: str) -> Generator:
     return gen
 
 
-def _openai(settings: Settings) -> Generator:
+def _openai(settings: Settings, key: str | None = None) -> Generator:
     from rag_memory.generation.openai_compatible import OpenAICompatibleGenerator
 
     if not settings.generator_url:
@@ -90,7 +89,7 @@ def _openai(settings: Settings) -> Generator:
     return OpenAICompatibleGenerator(
         settings.generator_url,
         settings.generator_model,
-        api_key=settings.generator_api_key or os.environ.get("OPENAI_API_KEY"),
+        api_key=key if key is not None else settings.generator_key(),
         context_length=settings.context_length or 8192,
     )
 
@@ -116,10 +115,15 @@ def select_generator(settings: Settings) -> Selection:
     else:
         notes.append(f"no local weights for the model {model!r}: {why}")
     if settings.generator_url:
-        ok, why = _server_answers(settings.generator_url, settings.generator_api_key)
-        if ok:
-            return Selection(_openai(settings), notes)
-        notes.append(why)
+        try:
+            key = settings.generator_key()
+        except ConfigError as exc:
+            notes.append(str(exc))
+        else:
+            ok, why = _server_answers(settings.generator_url, key)
+            if ok:
+                return Selection(_openai(settings, key), notes)
+            notes.append(why)
     # One line for the user: what happened, why, and how to change it.
     summary = (
         "no language model available, so the answer is extractive (the most relevant retrieved sentences,"
