@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rag_memory.errors import RagMemoryError, StoreError
+from rag_memory.home import private_file
 
 __all__ = ["BUSY_TIMEOUT_S", "Database", "Migration"]
 
@@ -63,7 +64,7 @@ class Database:
     """A lazily opened SQLite file with the project's pragmas, lock, transactions and migrations.
 
     Args:
-        path: The file (it and its folder are created on first use).
+        path: The file (it and its folder are created on first use, readable only by their owner).
         what: What the file is, for error messages ("the chat history").
         migrations: Named schema steps, applied once each, in order, on open.
         error: Turns (doing, exception) into the user-facing error to raise; the default
@@ -103,9 +104,11 @@ class Database:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 in a 0700 folder before SQLite opens it; SQLite gives its -wal and
+            # -shm files the database file's mode.
+            private_file(self.path)
         except OSError as exc:
-            raise self.error("create the folder of", exc) from exc
+            raise self.error("create", exc) from exc
         conn = None
         try:
             conn = sqlite3.connect(

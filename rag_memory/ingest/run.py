@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag_memory.errors import IngestError, LoaderError
+from rag_memory.home import private_file
 from rag_memory.ingest.chunking import ChunkSettings, TokenChunker
 from rag_memory.ingest.discover import discover, under_roots
 from rag_memory.ingest.manifest import FileRecord, Manifest
@@ -316,8 +317,7 @@ class Ingestor:
             return
         import fcntl
 
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = self.lock_dir / f"ingest-{self.manifest.collection}.lock"
+        lock_path = private_file(self.lock_dir / f"ingest-{self.manifest.collection}.lock")
         with lock_path.open("w") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

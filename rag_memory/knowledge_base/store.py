@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rag_memory.errors import EmbedderMismatchError, StoreError
+from rag_memory.home import private_dir, tighten_tree
 from rag_memory.knowledge_base.filters import filter_errors
 from rag_memory.schema import Chunk, Hit
 
@@ -47,8 +48,10 @@ def chroma_client(*, path: Path | None = None, url: str | None = None):
             client.heartbeat()
             return client
         assert path is not None
-        path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=settings)
+        private_dir(path)
+        client = chromadb.PersistentClient(path=str(path), settings=settings)
+        tighten_tree(path)
+        return client
     except Exception as exc:
         where = url or str(path)
         hint = (
@@ -199,6 +202,12 @@ class ChromaStore:
                 documents=list(texts[start:end]),
                 metadatas=[dict(m) for m in metadatas[start:end]],
             )
+        self._keep_private()
+
+    def _keep_private(self) -> None:
+        """Chroma writes its segment files with the umask's mode; the home stays owner-only."""
+        if self.url is None and self.path is not None:
+            tighten_tree(self.path)
 
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
