@@ -16,12 +16,13 @@ from rag_memory.config import Settings
 from rag_memory.errors import ConfigError, GenerationError
 from rag_memory.generation.base import Generator
 from rag_memory.generation.extractive import ExtractiveAnswerer
+from rag_memory.hub import no_telemetry
 
 log = logging.getLogger(__name__)
 
 HOW_TO = (
     "To generate answers, point generator_model at a local model folder (ragmem.toml, RAGMEM_GENERATOR_MODEL"
-    " or --model PATH), or put the model in the Hugging Face cache, or set generator_url to an"
+    " or --model PATH), or fetch it once with `ragmem models pull NAME`, or set generator_url to an"
     " OpenAI-compatible server (vLLM, llama.cpp, TGI)."
 )
 
@@ -47,6 +48,7 @@ def weights_available(model: str) -> tuple[bool, str]:
         return False, f"{path} is not a transformers model folder (no config.json)"
     if model.startswith(("/", ".", "~")):
         return False, f"the folder {path} does not exist"
+    no_telemetry()
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
@@ -76,7 +78,9 @@ def _server_answers(url: str, api_key: str | None) -> tuple[bool, str]:
 def _transformers(settings: Settings, model: str) -> Generator:
     from rag_memory.generation.transformers_generator import TransformersGenerator
 
-    gen = TransformersGenerator(model, device=settings.device, max_context=settings.context_length)
+    gen = TransformersGenerator(
+        model, device=settings.device, max_context=settings.context_length, allow_downloads=settings.allow_downloads
+    )
     gen.warm_up()
     return gen
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from rag_memory.errors import ConfigError, GenerationError
 from rag_memory.generation.base import ChatMessage, GenerationConfig, Generator, Usage, check_messages
+from rag_memory.hub import no_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ _FALLBACK_CONTEXT = 2048
 _POLL_SECONDS = 0.1
 _FIX_HINT = (
     "Name a local model folder with --model PATH, or set generator_model in ragmem.toml or the"
-    " environment variable RAGMEM_GENERATOR_MODEL. No model hub is reachable offline, so a hub id"
-    " works only if the model is already in the Hugging Face cache."
+    " environment variable RAGMEM_GENERATOR_MODEL. A hub id loads from the Hugging Face cache only:"
+    " fetch it once with `ragmem models pull NAME` (or set allow_downloads = true to let loading fetch it)."
 )
 
 
@@ -60,6 +61,8 @@ class TransformersGenerator(Generator):
         dtype: ``auto`` (as above), ``bfloat16``, ``float16`` or ``float32``.
         trust_remote_code: Allow model code shipped with the checkpoint to run.
         max_context: Cap on the context window, below what the model supports (saves memory).
+        allow_downloads: Fetch a hub id missing from the cache from the hub (the
+            ``allow_downloads`` setting). Off by default: nothing is downloaded.
 
     Example:
         >>> gen = TransformersGenerator("/models/Qwen2.5-0.5B-Instruct")
@@ -77,6 +80,7 @@ class TransformersGenerator(Generator):
         dtype: str = "auto",
         trust_remote_code: bool = False,
         max_context: int | None = None,
+        allow_downloads: bool = False,
     ) -> None:
         if not isinstance(model, str | os.PathLike) or not str(model).strip():
             raise ConfigError(f"the generator model must be a folder or a model id, got {model!r}")
@@ -92,6 +96,7 @@ class TransformersGenerator(Generator):
         self.dtype = dtype
         self.trust_remote_code = trust_remote_code
         self.max_context = max_context
+        self.allow_downloads = allow_downloads
         self.last_usage: Usage | None = None
         self._loaded: _Loaded | None = None
 
@@ -108,7 +113,9 @@ class TransformersGenerator(Generator):
         with _CACHE_LOCK:
             loaded = _CACHE.get(key)
             if loaded is None:
-                loaded = _load(self.model_name, source, local, device, self.dtype, self.trust_remote_code)
+                loaded = _load(
+                    self.model_name, source, local, device, self.dtype, self.trust_remote_code, self.allow_downloads
+                )
                 _CACHE[key] = loaded
         self._loaded = loaded
 
@@ -363,7 +370,9 @@ def _locate(model: str) -> tuple[str, bool]:
     return model, False
 
 
-def _load(name: str, source: str, local: bool, device: str, dtype: str, trust_remote_code: bool) -> _Loaded:
+def _load(
+    name: str, source: str, local: bool, device: str, dtype: str, trust_remote_code: bool, allow_downloads: bool
+) -> _Loaded:
     if local:
         folder = Path(source)
         if not folder.is_dir():
@@ -375,6 +384,7 @@ def _load(name: str, source: str, local: bool, device: str, dtype: str, trust_re
                 f"cannot load the generator model {name!r}: {folder} has no config.json, so it is not a"
                 f" transformers model folder. {_FIX_HINT}"
             )
+    no_telemetry()
     import torch
 
     started = time.perf_counter()
@@ -383,9 +393,9 @@ def _load(name: str, source: str, local: bool, device: str, dtype: str, trust_re
             # The cache first: a cached hub model then loads without touching the network.
             tokenizer, model = _from_pretrained(source, True, device, dtype, trust_remote_code)
         except OSError:
-            if local or _hub_offline():
+            if local or not allow_downloads or _hub_offline():
                 raise
-            log.info("%s is not in the Hugging Face cache; trying the hub", source)
+            log.info("%s is not in the Hugging Face cache; downloading it (allow_downloads is on)", source)
             tokenizer, model = _from_pretrained(source, False, device, dtype, trust_remote_code)
     except torch.OutOfMemoryError as exc:
         raise GenerationError(
@@ -394,9 +404,9 @@ def _load(name: str, source: str, local: bool, device: str, dtype: str, trust_re
         ) from exc
     except (OSError, ValueError, KeyError, ImportError, RuntimeError) as exc:
         offline = (
-            ""
-            if local
-            else " (set HF_HUB_OFFLINE=1 to skip the slow hub retries on machines without internet)"
+            " (set HF_HUB_OFFLINE=1 to skip the slow hub retries on machines without internet)"
+            if allow_downloads and not local
+            else ""
         )
         raise GenerationError(
             f"cannot load the generator model {name!r}: {_first_line(exc)}. {_FIX_HINT}{offline}"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag_memory.errors import ConfigError, EmbedderError
+from rag_memory.hub import no_telemetry
 from rag_memory.schema import Hit
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ class CrossEncoderReranker:
         device: ``auto`` picks CUDA when available, else CPU.
         batch_size: Query-candidate pairs per forward pass.
         max_length: Longest pair in tokens (default: the model's own limit).
+        allow_downloads: Fetch a model id missing from the Hugging Face cache from the hub
+            (off by default; ``ragmem models pull`` fetches explicitly).
 
     Example:
         >>> reranker = CrossEncoderReranker("cross-encoder/ms-marco-MiniLM-L6-v2")  # doctest: +SKIP
@@ -33,7 +36,13 @@ class CrossEncoderReranker:
     """
 
     def __init__(
-        self, model: str, *, device: str = "auto", batch_size: int = 32, max_length: int | None = None
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        batch_size: int = 32,
+        max_length: int | None = None,
+        allow_downloads: bool = False,
     ) -> None:
         if not model or not str(model).strip():
             raise ConfigError("rerank_model is empty; name a cross-encoder model id or folder")
@@ -43,6 +52,7 @@ class CrossEncoderReranker:
         self.device = device
         self.batch_size = batch_size
         self.max_length = max_length
+        self.allow_downloads = allow_downloads
         self._model = None
         self._lock = threading.Lock()
 
@@ -58,19 +68,21 @@ class CrossEncoderReranker:
             device = resolve_device(self.device)
             local = Path(self.model_name).expanduser().exists()
             try:
+                no_telemetry()
                 from sentence_transformers import CrossEncoder
 
                 model = CrossEncoder(
                     str(Path(self.model_name).expanduser()) if local else self.model_name,
                     device=device,
-                    local_files_only=local,
+                    local_files_only=local or not self.allow_downloads,
                     max_length=self.max_length,
                 )
             except Exception as exc:
                 raise EmbedderError(
                     f"cannot load the reranker {self.model_name!r}: {exc}. Name a local cross-encoder folder or"
-                    " a model in the Hugging Face cache (setting 'rerank_model'), or unset rerank_model to"
-                    " skip reranking."
+                    " a model in the Hugging Face cache (setting 'rerank_model'; fetch it once with"
+                    f" `ragmem models pull {self.model_name}`, or set allow_downloads = true), or unset"
+                    " rerank_model to skip reranking."
                 ) from exc
             log.info("loaded reranker %s on %s", self.model_name, device)
             self._model = model

@@ -26,7 +26,7 @@ class Components:
     @cached_property
     def embedder(self) -> Embedder:
         s = self.settings
-        return make_embedder(s.embedder, device=s.device, batch_size=s.embed_batch_size)
+        return make_embedder(s.embedder, device=s.device, batch_size=s.embed_batch_size, allow_downloads=s.allow_downloads)
 
     @cached_property
     def store(self) -> ChromaStore:
@@ -59,7 +59,7 @@ class Components:
         if s.rerank_model:
             from rag_memory.knowledge_base.rerank import CrossEncoderReranker
 
-            reranker = CrossEncoderReranker(s.rerank_model, device=s.device)
+            reranker = CrossEncoderReranker(s.rerank_model, device=s.device, allow_downloads=s.allow_downloads)
         return HybridRetriever(
             self.dense_retriever,
             self.lexical,

