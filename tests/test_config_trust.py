@@ -123,7 +123,7 @@ def _authorization(settings: Settings, server: FakeServer) -> str | None:
     """The Authorization header the configured generator sends, seen by a real loopback server."""
     gen = select_generator(settings).generator
     gen.generate([ChatMessage("user", "hi")])
-    return server.headers[-1].get("Authorization")
+    return {k.lower(): v for k, v in server.headers[-1].items()}.get("authorization")
 
 
 @pytest.fixture

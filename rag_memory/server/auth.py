@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import tomllib
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag_memory.errors import ConfigError
+from rag_memory.home import write_private
 
 KEYS_FILE = "server-keys.toml"
 MIN_KEY_LENGTH = 16
@@ -136,10 +136,5 @@ def new_key(path: Path, user: str) -> str:
     key = secrets.token_urlsafe(32)
     lines = ["# API keys of `ragmem serve`: each key acts as one user. Keep this file private.", "[keys]"]
     lines += [f"{json.dumps(k)} = {json.dumps(u)}" for k, u in {**existing, key: user}.items()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_private(path, "\n".join(lines) + "\n")
     return key
