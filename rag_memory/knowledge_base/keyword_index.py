@@ -296,14 +296,14 @@ class BM25Index:
                 return []
             return [r[0] for r in self.conn.execute(f"SELECT DISTINCT source FROM {tables[0]}")]
 
-    def max_score(self, query: str) -> float:
-        """The BM25 score a chunk would get by matching every query term as strongly as
-        possible: ``sum(idf(t) * (k1 + 1))``. Scores divided by it fall in [0, 1]."""
+    def term_stats(self, query: str) -> tuple[int, dict[str, int]]:
+        """How many chunks the index holds, and in how many of them each of the query's
+        terms appears (0 for a term no chunk has)."""
         terms = lexical_terms(query)[:MAX_QUERY_TERMS]
         with self._lock:
             tables = self._lookup()
             if tables is None or not terms:
-                return 0.0
+                return 0, {t: 0 for t in terms}
             docs, fts = tables
             n = self.conn.execute(f"SELECT count(*) FROM {docs}").fetchone()[0]
             if self._vocab != fts:
@@ -319,14 +319,26 @@ class BM25Index:
                 # One lookup per term: fts5vocab seeks on "term = ?" but scans for IN (...).
                 row = self.conn.execute(f"SELECT doc FROM temp.{fts}_vocab WHERE term = ?", (term,)).fetchone()
                 self._df[term] = row[0] if row else 0
-            df = self._df
+            return n, {t: self._df.get(t, 0) for t in terms}
 
+    def max_score(self, query: str) -> float:
+        """The BM25 score a chunk would get by matching every query term as strongly as
+        possible: ``sum(idf(t) * (k1 + 1))``. Scores divided by it fall in [0, 1]."""
+        terms = lexical_terms(query)[:MAX_QUERY_TERMS]
+        n, df = self.term_stats(query)
         total = 0.0
         for t in terms:
             d = df.get(t, 0)
             if d:
                 total += max(math.log((n - d + 0.5) / (d + 0.5)), 1e-6) * (BM25_K1 + 1)
         return total
+
+    def term_weights(self, query: str) -> dict[str, float]:
+        """Each distinct query term's weight for judging relevance: a smoothed IDF,
+        ``log(1 + (n - df + 0.5) / (df + 0.5))``, always above 0. A term no chunk holds gets
+        the largest weight: it is usually the question's subject, and nothing here has it."""
+        n, df = self.term_stats(query)
+        return {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
 
     def search(
         self,

@@ -4,7 +4,8 @@ matches, for the knowledge base and for memory alike.
 - Latin-script words are lower-cased, accent-folded and Porter-stemmed (``cities`` and
   ``city`` match); a short list of function words and question words is dropped.
 - CJK text (Han, kana, hangul) becomes character unigrams plus bigrams; no word segmenter is
-  needed. Chinese question words (什么, 哪里, 多少 ...) are dropped like English ones.
+  needed. Chinese question words (什么, 哪里, 多少 ...) and function characters (的, 是, 了 ...)
+  are dropped like English stop words, and so is every pair holding one ("是什", "的首").
 
 Measured on SQuAD v1.1 dev and CMRC 2018 dev (docs/benchmarks.md): Porter plus the stop list
 lifts English BM25 hit@5 from 0.909 to 0.933; unigrams+bigrams beat jieba words on Chinese
@@ -22,7 +23,7 @@ from rag_memory.text.stemmer import porter_stem
 __all__ = ["STOPWORDS_CJK_BIGRAMS", "STOPWORDS_CJK_CHARS", "STOPWORDS_EN", "TERMS_VERSION", "lexical_terms"]
 
 # Bump when lexical_terms changes: an index built with other terms is re-tokenised on open.
-TERMS_VERSION = "1"
+TERMS_VERSION = "2"
 
 # Han (with extensions A and compatibility ideographs), hiragana, katakana (letters and the
 # prolonged sound mark only) and hangul syllables: each character is a term of its own.
@@ -34,8 +35,10 @@ STOPWORDS_EN = frozenset(
     is it its no not of on or our she that the their them there these they this to was we were what
     when where which who whom whose why will with would you your""".split()
 )
-# Question words carry no topic: 什么 / 哪里 / 多少 ... (and their characters 什 么 哪 谁 吗 呢).
-STOPWORDS_CJK_CHARS = frozenset("么哪谁吗呢什")
+# Question words carry no topic: 什么 / 哪里 / 多少 ... (and their characters 什 么 哪 谁 吗 呢),
+# nor do the commonest function characters (的 是 了 在 被 ...): on a small collection they are
+# rare enough to score, so "谁发明了电话？" would match any text with 了 in it.
+STOPWORDS_CJK_CHARS = frozenset("么哪谁吗呢什的是了在被着过吧啊呀怎些")
 STOPWORDS_CJK_BIGRAMS = frozenset("什么 哪个 哪些 哪里 多少 为何 如何 怎么 怎样".split())
 
 
@@ -53,7 +56,7 @@ def lexical_terms(text: str) -> list[str]:
         >>> lexical_terms("Which cities host the Olympics?")
         ['citi', 'host', 'olymp']
         >>> lexical_terms("北京是哪个国家的首都")
-        ['北', '京', '是', '个', '国', '家', '的', '首', '都', '北京', '京是', '是哪', '个国', '国家', '家的', '的首', '首都']
+        ['北', '京', '个', '国', '家', '首', '都', '北京', '个国', '国家', '首都']
     """
     text = unicodedata.normalize("NFKC", text).lower()
     out: list[str] = []
@@ -61,8 +64,14 @@ def lexical_terms(text: str) -> list[str]:
         run = match.group()
         if run[0] >= "\u3041" and _is_cjk(run[0]):
             out.extend(ch for ch in run if ch not in STOPWORDS_CJK_CHARS)
+            # A pair that holds a question character ("是什", "有哪") straddles a word boundary
+            # that no document has: it only adds noise to BM25 and to the relevance gate.
             out.extend(
-                pair for pair in (run[i : i + 2] for i in range(len(run) - 1)) if pair not in STOPWORDS_CJK_BIGRAMS
+                pair
+                for pair in (run[i : i + 2] for i in range(len(run) - 1))
+                if pair not in STOPWORDS_CJK_BIGRAMS
+                and pair[0] not in STOPWORDS_CJK_CHARS
+                and pair[1] not in STOPWORDS_CJK_CHARS
             )
         elif run not in STOPWORDS_EN:
             out.append(_word_term(run))

@@ -238,9 +238,9 @@ def test_index_behind_the_store_is_filled_from_stored_chunks_once(settings):
     assert retriever.retrieve("Denver Broncos")[0].metadata["bm25_score"] > 0
 
 
-def test_mmr_trades_duplicates_for_diversity(settings):
-    same = "apple pie recipe with baked apples and cinnamon"
-    chunks = [chunk(f"dup{i}", same, f"/docs/d{i}.txt") for i in range(3)] + [
+def test_mmr_trades_near_duplicates_for_diversity(settings):
+    chunks = [chunk(f"dup{i}", f"apple pie recipe with baked apples and cinnamon, version {i}", f"/docs/d{i}.txt")
+              for i in range(3)] + [
         chunk("orchard", "apple orchard harvest in the autumn season", "/docs/orchard.txt"),
         chunk("cars", "electric cars need charging stations", "/docs/cars.txt"),
     ]
@@ -250,6 +250,53 @@ def test_mmr_trades_duplicates_for_diversity(settings):
     diverse = HybridRetriever(plain.dense, plain.lexical, candidates=10, mmr=True, mmr_lambda=0.5)
     picked = [h.chunk_id for h in diverse.retrieve("apple pie recipe", top_k=2)]
     assert picked[0].startswith("dup") and picked[1] == "orchard"
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+@pytest.mark.parametrize("mmr", [False, True])
+def test_identical_chunks_collapse_to_one_hit(settings, mode, mmr):
+    same = "The warranty covers parts and labour for two years."
+    chunks = [chunk(f"copy{i}", same, "/docs/manual.docx", i) for i in range(4)] + [
+        chunk("copy-elsewhere", same, "/docs/other.docx"),
+        chunk("returns", "Returns are accepted within thirty days with a receipt.", "/docs/manual.docx", 9),
+    ]
+    retriever = build(settings, chunks, HashingEmbedder(256), candidates=10, mode=mode, mmr=mmr)
+    hits = retriever.retrieve("How long does the warranty cover parts?", top_k=5)
+    texts = [h.text for h in hits]
+    assert texts.count(same) == 1
+    kept = next(h for h in hits if h.text == same)
+    assert len(kept.metadata["duplicates"]) == 4
+
+
+def test_the_gate_abstains_on_off_topic_questions_in_both_languages(settings):
+    from rag_memory.knowledge_base.hybrid import passes_gate
+
+    rust = [
+        chunk("point", "A Point<f32> struct holds x and y coordinates; the point is generic over T.", "/docs/rust.md"),
+        chunk("scope", "变量的作用域从声明开始，到所在的代码块结束；块级作用域由 let 和 const 声明。", "/docs/es6.md"),
+        chunk("promise", "Promise 对象有三种状态：pending、fulfilled 和 rejected，状态一旦改变就不会再变。", "/docs/es6.md", 1),
+    ] + ZH_CHUNKS + EN_CHUNKS
+    retriever = build(settings, rust, HashingEmbedder(256), candidates=10)
+
+    def answered(question):
+        return any(passes_gate(h, dense_gate=0.99) for h in retriever.retrieve(question, top_k=5))
+
+    assert not answered("What is the boiling point of tungsten?")
+    assert not answered("谁发明了电话？")
+    assert not answered("Which river flows through Vienna?")
+    assert answered("What does a Point<f32> struct hold?")
+    assert answered("Promise 对象有哪几种状态？")
+    assert answered("大熊猫吃什么？")
+    assert answered("Which team won Super Bowl 50?")
+
+
+def test_coverage_weighs_rare_and_unknown_terms_most(settings):
+    retriever = build(settings, EN_CHUNKS, HashingEmbedder(256), candidates=10)
+    hit = retriever.retrieve("capital of France tungsten", top_k=1)[0]
+    assert hit.chunk_id == "paris"
+    # "tungsten" is in no chunk: it weighs most, so the capital of France covers under half.
+    assert 0.2 < hit.metadata["coverage"] < 0.5
+    assert retriever.retrieve("capital of France", top_k=1)[0].metadata["coverage"] == pytest.approx(1.0)
 
 
 def test_reranker_reorders_the_fused_head(settings):
@@ -279,7 +326,7 @@ def test_bad_options_are_config_errors(settings):
         base.retrieve("  ")
 
 
-def test_bm25_match_is_an_absolute_strength_and_drives_the_gate(settings):
+def test_the_gate_reads_coverage_and_ignores_a_cosine_the_embedder_cannot_give(settings):
     from rag_memory.knowledge_base.hybrid import passes_gate
 
     retriever = build(settings, ZH_CHUNKS + EN_CHUNKS, NoiseEmbedder(), candidates=10)
@@ -287,7 +334,7 @@ def test_bm25_match_is_an_absolute_strength_and_drives_the_gate(settings):
     top = got[0]
     assert 0.2 <= top.metadata["bm25_match"] <= 1.0
     assert top.metadata["dense_prior"] == 0.0
-    assert passes_gate(top, dense_gate=0.25)
+    assert top.metadata["coverage"] > 0.5 and passes_gate(top, dense_gate=0.25)
     # the English-only model's cosine says nothing about a Chinese query: dense-only hits fail
     dense_only = [h for h in got if h.metadata["bm25_score"] is None]
     assert dense_only and not any(passes_gate(h, dense_gate=-1.0) for h in dense_only)
