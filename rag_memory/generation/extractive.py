@@ -1,7 +1,25 @@
-"""The extractive answerer: no language model, just the most relevant retrieved sentences.
+"""The extractive answerer: no language model, just the retrieved sentences that answer best.
 
 Used when no generator can be loaded (offline, no weights) so ``ragmem ask`` still answers
 from the knowledge base, with citations, and says plainly that it did so.
+
+How an answer is put together:
+
+1. Each source is cleaned of Markdown and HTML debris (comments, link definitions, tags, link
+   and emphasis syntax) and cut into blocks: paragraphs, list items, fenced code, headings
+   and table rows (the last two are never quoted).
+2. Paragraphs are split into sentences: English by ``pysbd`` (abbreviations such as "e.g.",
+   "vs.", "Dr.", "p.m.", decimals and quotes), with inline code masked first so a ``?`` inside
+   backticks ends nothing; Chinese on 。！？； with closing quotes kept on their sentence.
+   Sentences that are themselves questions are never quoted.
+3. A sentence that introduces code ("run the following command:") carries the code with it;
+   one that introduces a list carries the list, so "what are the three rules" gets all three.
+4. Sentences are scored by the rare question terms they share (the terms BM25 uses), with a
+   boost for what the question asks for: a number for "how many" / 多少, a year or date for
+   "when" / 什么时候, a list for "what are the ..." / 哪些. A question about the user ("what is
+   my name", 我叫什么) reads the recalled memories first.
+5. The best sentences are quoted, each with its ``[n]``, within ``max_words`` (English) or
+   ``max_chars`` (Chinese); measured by benchmarks/extractive_eval.py (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -10,42 +28,56 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 from rag_memory.schema import Source
-from rag_memory.text.language import is_chinese, is_cjk_token, lexical_tokens
+from rag_memory.text.language import is_chinese
+from rag_memory.text.terms import lexical_terms
 
-_SENTENCE = re.compile(r"[^。！？；!?\n]+?(?:[。！？；!?]+|\.(?=\s|$)|$)", re.UNICODE)
-_STOP = frozenset(
-    "a an the is are was were be been of to in on for and or but with by as at it its this that these those "
-    "what which who whom how why when where does do did can could should would will i you he she we they my "
-    "your our their me us them about from into if then than so not no yes please tell explain 的 了 是 吗 呢 "
-    "什么 怎么 如何 为什么 哪 哪些 在 和 与 吧 啊 我 你 他 她 它".split()
-)
+__all__ = ["ExtractiveAnswerer", "split_sentences", "split_units"]
 
+MAX_WORDS = 60
+MAX_CHARS = 120
+MAX_CODE_LINES = 8
 
-def _terms(text: str) -> list[str]:
-    toks = [t for t in lexical_tokens(text) if t not in _STOP]
-    cjk = [t for t in toks if is_cjk_token(t)]
-    return toks + [a + b for a, b in zip(cjk, cjk[1:], strict=False)]
+# -- cleaning ------------------------------------------------------------------------------
 
-
-_FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
-
-
-def _is_prose(sentence: str) -> bool:
-    """Whether a sentence reads as prose, not a command, a table row or a code fragment."""
-    if sentence.startswith(("$", "|", "{", "<", ".venv/")):
-        return False
-    cjk = sum(1 for ch in sentence if "\u3400" <= ch <= "\u9fff")
-    if cjk >= 6:
-        return True
-    words = sentence.split()
-    letters = sum(ch.isalpha() or ch.isspace() for ch in sentence)
-    return len(words) >= 4 and letters >= 0.75 * len(sentence)
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
+_LINK_DEF = re.compile(r"^\s{0,3}\[[^\]\n]+\]:\s*\S+.*$", re.MULTILINE)
+_IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
+_LINK = re.compile(r"\[([^\]\n]+)\]\([^)\n]*\)")
+_REF_LINK = re.compile(r"\[([^\]\n]+)\]\[[^\]\n]*\]")
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>\n]*)?/?>")
+_EMPHASIS = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_FOOTNOTE = re.compile(r"\[\^[^\]\n]+\]")
 
 
-_BLOCK_START = re.compile(r"(#{1,6}\s|[-*+]\s|\d+[.)]\s|\|)")
+def _clean(text: str) -> str:
+    text = _HTML_COMMENT.sub("", text)
+    text = _LINK_DEF.sub("", text)
+    text = _IMAGE.sub(lambda m: m.group(1), text)
+    text = _LINK.sub(lambda m: m.group(1), text)
+    text = _REF_LINK.sub(lambda m: m.group(1), text)
+    text = _FOOTNOTE.sub("", text)
+    text = _TAG.sub("", text)
+    return _EMPHASIS.sub(lambda m: m.group(2), text)
+
+
+# -- blocks --------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_HEADING = re.compile(r"^#{1,6}\s")
+_ITEM = re.compile(r"^(?:[-*+]|\d+[.)]|[（(]?[一二三四五六七八九十\d]+[、.)）])\s+|^[（(]?[一二三四五六七八九十]+[、）)]")
+_TABLE = re.compile(r"^\|")
 _CJK_CHAR = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
+
+
+@dataclass
+class _Block:
+    kind: str  # "para" | "item" | "code" | "skip"
+    text: str
+    list_id: int = -1
 
 
 def _join(lines: list[str]) -> str:
@@ -57,87 +89,318 @@ def _join(lines: list[str]) -> str:
     return out
 
 
-def _blocks(text: str) -> list[str]:
-    """Paragraphs and list items, hard-wrapped lines joined; headings and code left out."""
-    blocks: list[str] = []
-    for para in re.split(r"\n\s*\n", _FENCE.sub("\n\n", text)):
-        current: list[str] = []
-        for line in (raw.strip() for raw in para.splitlines()):
-            if not line:
-                continue
-            if _BLOCK_START.match(line) and current:
-                blocks.append(_join(current))
-                current = []
-            current.append(line)
+def _blocks(text: str) -> list[_Block]:
+    blocks: list[_Block] = []
+    current: list[str] = []
+    kind = "para"
+    lists = 0
+    in_list = False
+
+    def flush() -> None:
+        nonlocal current
         if current:
-            blocks.append(_join(current))
-    return [
-        re.sub(r"^([-*+>]|\d+[.)])\s+", "", b).strip()
-        for b in blocks
-        if not b.startswith("#")
-    ]
+            blocks.append(_Block(kind, _join(current), lists if kind == "item" else -1))
+        current = []
+
+    lines = _clean(text).splitlines()
+    i = 0
+    while i < len(lines):
+        raw = lines[i]
+        line = raw.strip()
+        if _FENCE.match(raw):
+            flush()
+            code: list[str] = []
+            i += 1
+            while i < len(lines) and not _FENCE.match(lines[i]):
+                code.append(lines[i].rstrip())
+                i += 1
+            i += 1
+            if any(c.strip() for c in code):
+                blocks.append(_Block("code", "\n".join(code).strip("\n")))
+            in_list = False
+            continue
+        i += 1
+        if not line:
+            flush()
+            kind = "para"
+            continue
+        if _HEADING.match(line) or _TABLE.match(line) or re.fullmatch(r"[-=*_:|\s]{3,}", line):
+            flush()
+            blocks.append(_Block("skip", line))
+            kind, in_list = "para", False
+            continue
+        if _ITEM.match(line):
+            flush()
+            if not in_list:
+                lists += 1
+                in_list = True
+            kind = "item"
+            current = [_ITEM.sub("", line, count=1).strip()]
+            continue
+        if kind == "para":  # a paragraph ends a list; a wrapped item line continues its item
+            in_list = False
+        current.append(line)
+    flush()
+    return blocks
+
+
+# -- sentences -----------------------------------------------------------------------------
+
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+_ZH_SENTENCE = re.compile(r"[^。！？!?；;\n]*?(?:[。！？!?；;…]+[”’」』）)】\"']*|$)")
+_QUESTION_END = re.compile(r"[?？][”’」』）)】\"'\s]*$")
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def _mostly_chinese(text: str) -> bool:
+    cjk = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff")
+    return cjk >= 4 and cjk >= 0.2 * len(text.replace(" ", ""))
+
+
+@lru_cache(maxsize=4096)
+def _sentences_of(block: str) -> tuple[str, ...]:
+    """Sentences of one paragraph, inline code masked while splitting."""
+    codes: list[str] = []
+
+    def mask(m: re.Match[str]) -> str:
+        codes.append(m.group(0))
+        return f"QXCODE{len(codes) - 1}QX"
+
+    masked = _INLINE_CODE.sub(mask, block)
+    if _mostly_chinese(masked):
+        parts = [m.group(0) for m in _ZH_SENTENCE.finditer(masked) if m.group(0).strip()]
+    else:
+        parts = _segmenter().segment(masked)
+    out = []
+    for part in parts:
+        part = re.sub(r"QXCODE(\d+)QX", lambda m: codes[int(m.group(1))], part).strip()
+        if part:
+            out.append(part)
+    return tuple(out)
+
+
+def _is_prose(sentence: str) -> bool:
+    """Whether a sentence reads as prose, not a command, a table row or a code fragment."""
+    if sentence.startswith(("$", "|", "{", "<", ".venv/", ">>>")):
+        return False
+    cjk = sum(1 for ch in sentence if "\u3400" <= ch <= "\u9fff")
+    if cjk >= 4:
+        return True
+    words = sentence.split()
+    plain = sum(ch.isalnum() or ch.isspace() or ch in ",.;:'\"()-–—%$/&’“”" for ch in sentence)
+    return len(words) >= 3 and plain >= 0.8 * len(sentence)
+
+
+def _is_question(sentence: str) -> bool:
+    return bool(_QUESTION_END.search(sentence))
+
+
+@dataclass
+class Unit:
+    """A quotable piece of a source: a sentence, a sentence with the code it introduces, or a
+    sentence with the list it introduces."""
+
+    text: str
+    kind: str  # "sentence" | "code" | "list"
+    pos: int
+
+
+def split_units(text: str) -> list[Unit]:
+    """The quotable units of a source's text, in order (see the module docstring)."""
+    units: list[Unit] = []
+    blocks = _blocks(text)
+    pos = 0
+    i = 0
+    while i < len(blocks):
+        block = blocks[i]
+        if block.kind in ("skip", "code"):
+            i += 1
+            continue
+        sentences = [s for s in _sentences_of(block.text) if not _is_question(s)]
+        sentences = [s for s in sentences if len(s) > 3 and _is_prose(s)]
+        nxt = blocks[i + 1] if i + 1 < len(blocks) else None
+        for j, sentence in enumerate(sentences):
+            last = j == len(sentences) - 1
+            units.append(Unit(sentence, "sentence", pos))
+            if last and sentence.endswith((":", "：")) and nxt is not None and block.kind == "para":
+                if nxt.kind == "code":
+                    code = "\n".join(nxt.text.splitlines()[:MAX_CODE_LINES])
+                    units[-1] = Unit(f"{sentence}\n\n    " + code.replace("\n", "\n    ") + "\n\n", "code", pos)
+                elif nxt.kind == "item":
+                    items = [b.text for b in blocks[i + 1 :] if b.kind == "item" and b.list_id == nxt.list_id]
+                    items = [it for it in items if it]
+                    if items:
+                        units[-1] = Unit(sentence + "\n" + "\n".join(f"- {it}" for it in items) + "\n", "list", pos)
+            pos += 1
+        i += 1
+    return units
 
 
 def split_sentences(text: str) -> list[str]:
-    """The prose sentences of English or Chinese text (on 。！？；!? and '. ').
+    """The prose sentences of English or Chinese text, as an extractive answer may quote them.
 
-    Hard-wrapped lines are joined first. Headings, fenced code, shell lines and table rows are
-    left out: quoted in an answer they read as noise, even when they share the question's words.
+    Hard-wrapped lines are joined first. Headings, fenced code, shell lines, table rows,
+    Markdown/HTML debris and the source's own questions are left out.
     """
-    out = []
-    for block in _blocks(text):
-        for match in _SENTENCE.finditer(block):
-            sentence = match.group(0).strip()
-            if len(sentence) > 3 and _is_prose(sentence):
-                out.append(sentence)
-    return out
+    return [u.text for u in split_units(text) if u.kind == "sentence"]
+
+
+# -- what the question asks for ------------------------------------------------------------
+
+_EN_COUNT = re.compile(r"\bhow (?:many|much|long|far|old|big|large|tall|high)\b|\bwhat (?:percentage|number|amount)\b", re.I)
+_EN_WHEN = re.compile(r"\bwhen\b|\bwhat (?:year|month|day|date|time|century|decade)\b|\bwhich (?:year|month|century)\b|\bhow long ago\b", re.I)
+_EN_LIST = re.compile(r"\bwhat are (?:the )?(?:\w+ )?(?:two|three|four|five|six|seven|\d+)\b|\b(?:list|name) (?:the|all)\b|\bwhat are the\b", re.I)
+_EN_WHO = re.compile(r"^\s*(?:who|whom|whose)\b", re.I)
+_ZH_COUNT = re.compile(r"多少|几[个种条项年次位名人天岁倍]|多[大长高远久重]")
+_ZH_WHEN = re.compile(r"什么时候|何时|哪一?年|哪个?月|哪一?天|几月|几年|什么年代|哪个朝代|多久")
+_ZH_LIST = re.compile(r"哪[些几][个种条项]?|有哪|哪[二三四五六七八九十两]")
+_ZH_WHO = re.compile(r"谁")
+_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+[个种条项年次位名人天岁倍%％]")
+_DATE = re.compile(r"\b1\d{3}\b|\b20\d{2}\b|\b\d{1,2}(?:st|nd|rd|th)? (?:century|centuries)\b|"
+                   r"\b(?:January|February|March|April|May|June|July|August|September|October|November|December)\b|"
+                   r"\d+年|\d+月|\d+日|世纪|朝|年代")
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+")
+_ABOUT_USER = re.compile(r"\b(?:i|my|me|mine|myself|i'm|i’m)\b|我", re.I)
+_BOOST = 1.5
+SOURCE_WEIGHT = 1.0
+
+
+def _wants(question: str) -> set[str]:
+    wants = set()
+    if _EN_COUNT.search(question) or _ZH_COUNT.search(question):
+        wants.add("number")
+    if _EN_WHEN.search(question) or _ZH_WHEN.search(question):
+        wants.add("date")
+    if _EN_LIST.search(question) or _ZH_LIST.search(question):
+        wants.add("list")
+    if _EN_WHO.search(question) or _ZH_WHO.search(question):
+        wants.add("name")
+    return wants
+
+
+def _fits(unit: Unit, wants: set[str]) -> bool:
+    text = unit.text
+    return (
+        ("number" in wants and bool(_NUMBER.search(text)))
+        or ("date" in wants and bool(_DATE.search(text)))
+        or ("list" in wants and unit.kind == "list")
+        or ("name" in wants and (bool(_NAME.search(text)) or _mostly_chinese(text)))
+    )
+
+
+# -- the answerer --------------------------------------------------------------------------
+
+
+def _length(text: str, chinese: bool) -> int:
+    """Words (English) or characters (Chinese) of answer text; code blocks are not counted."""
+    prose = re.sub(r"\n\n    .*?(?:\n\n|$)", " ", text, flags=re.DOTALL)
+    if chinese:
+        return len(re.sub(r"\s+", "", prose))
+    return len(prose.split())
+
+
+def _clip(text: str, q_terms: set[str], budget: int, chinese: bool) -> str:
+    """The ``budget``-long window of ``text`` holding the most question terms, with an ellipsis."""
+    if chinese:
+        units = list(text)
+        size = budget - 1
+        glue = ""
+    else:
+        units = text.split()
+        size = budget
+        glue = " "
+    if len(units) <= budget:
+        return text
+    best, best_at = -1.0, 0
+    for start in range(0, len(units) - size + 1, max(1, size // 8)):
+        window = glue.join(units[start : start + size])
+        score = len(set(lexical_terms(window)) & q_terms)
+        if score > best:
+            best, best_at = score, start
+    piece = glue.join(units[best_at : best_at + size - (0 if chinese else 1)])
+    return ("…" if best_at else "") + piece + "…"
 
 
 class ExtractiveAnswerer:
-    """Answer with the retrieved sentences that share the most (rare) terms with the question.
+    """Answer with the retrieved sentences that best answer the question.
 
     Args:
-        max_sentences: Sentences in the answer.
+        max_sentences: Sentences (or code/list units) in the answer at most.
+        max_words: Length limit of an English answer, in words (code blocks not counted).
+        max_chars: Length limit of a Chinese answer, in characters.
     """
 
     backend = "extractive"
     model_id = "extractive"
 
-    def __init__(self, *, max_sentences: int = 3) -> None:
+    def __init__(self, *, max_sentences: int = 3, max_words: int = MAX_WORDS, max_chars: int = MAX_CHARS) -> None:
         self.max_sentences = max_sentences
+        self.max_words = max_words
+        self.max_chars = max_chars
 
     def answer(self, question: str, sources: Sequence[Source]) -> str:
-        """Sentences from ``sources`` with their ``[n]`` citations, best-matching first."""
-        q_terms = set(_terms(question))
-        candidates: list[tuple[float, int, int, str]] = []
+        """Sentences from ``sources`` with their ``[n]`` citations, best first."""
+        chinese = is_chinese(question)
+        budget = self.max_chars if chinese else self.max_words
+        q_terms = set(lexical_terms(question))
+        wants = _wants(question)
+        about_user = bool(_ABOUT_USER.search(question))
         # A past exchange is a transcript of an earlier answer: quoting it would only repeat
         # that answer. Documents and stated facts are what an extract can stand on.
         usable = [s for s in sources if s.memory_kind != "exchange"]
-        sentences = [(s, i, sent) for s in usable for i, sent in enumerate(split_sentences(s.text))]
-        df = Counter(t for _, _, sent in sentences for t in set(_terms(sent)))
-        n = max(len(sentences), 1)
-        for source, pos, sent in sentences:
-            terms = set(_terms(sent))
+        units = [(s, u, set(lexical_terms(u.text))) for s in usable for u in split_units(s.text)]
+        df = Counter(t for _, _, terms in units for t in terms)
+        n = max(len(units), 1)
+        candidates: list[tuple[float, int, int, Unit]] = []
+        for source, unit, terms in units:
             overlap = sum(math.log(1 + n / df[t]) for t in terms & q_terms)
             if overlap <= 0:
                 continue
-            # Prefer better-ranked sources and earlier sentences when overlap ties.
-            score = overlap * (1 + max(source.score, 0)) - 0.01 * pos
-            candidates.append((score, source.n, pos, sent))
+            score = overlap * (1 + SOURCE_WEIGHT * max(source.score, 0)) - 0.01 * unit.pos
+            if wants and _fits(unit, wants):
+                score *= _BOOST
+            if about_user and source.kind == "memory":
+                score += 1000.0  # what the user told us answers a question about them first
+            candidates.append((score, source.n, unit.pos, unit))
         if not candidates:
             # Nothing shares a term (e.g. a paraphrase): give the top source's opening.
-            best = [s for s in sources if s.kind == "document"][:1] or list(sources[:1])
-            candidates = [(0.0, s.n, 0, sent) for s in best for sent in split_sentences(s.text)[:2]]
-        picked = []
+            best = [s for s in usable if s.kind == "document"][:1] or list(usable[:1])
+            candidates = [(0.0, s.n, u.pos, u) for s in best for u in split_units(s.text)[:2]]
+        picked: list[tuple[int, str]] = []
         seen: set[str] = set()
-        for cand in sorted(candidates, key=lambda c: (-c[0], c[1], c[2])):  # ties: better-ranked source
+        used = 0
+        for _, n_source, _, unit in sorted(candidates, key=lambda c: (-c[0], c[1], c[2])):
             # The same sentence can come from two chunks (overlap) or two files (a quote).
-            key = re.sub(r"(\\n|\W)+", " ", cand[3]).strip().lower()
-            if key in seen:
+            key = re.sub(r"\W+", " ", unit.text).strip().lower()
+            if key in seen or any(key in s for s in seen):
                 continue
+            length = _length(unit.text, chinese)
+            text = unit.text.strip("\n")
+            if used + length > budget:
+                if picked:
+                    continue
+                text = _clip(text, q_terms, budget, chinese)
+                length = _length(text, chinese)
             seen.add(key)
-            picked.append(cand)
-            if len(picked) == self.max_sentences:
+            picked.append((n_source, text))
+            used += length
+            if len(picked) == self.max_sentences or used >= budget:
                 break
-        joiner = "" if is_chinese(question) else " "
-        return joiner.join(f"{sent} [{n}]" for _, n, _, sent in picked)
+        parts = []
+        for n_source, text in picked:
+            if "\n" in text:  # a list or code: the citation goes after its opening sentence
+                head, _, rest = text.partition("\n")
+                parts.append(f"{head} [{n_source}]\n{rest}")
+            else:
+                parts.append(f"{text} [{n_source}]")
+        joiner = "" if chinese else " "
+        out = ""
+        for part in parts:
+            out += (joiner if out and not out.endswith("\n") else "") + part
+        return out.strip()

@@ -59,3 +59,69 @@ def test_a_stated_fact_can_answer_a_question_about_the_user():
         [src(1, "The user's project is about solar panels.", kind="memory", memory_kind="fact")],
     )
     assert answer == "The user's project is about solar panels. [1]"
+
+
+def test_abbreviations_decimals_and_inline_code_do_not_end_a_sentence():
+    text = (
+        "Dr. Smith arrived at 3 p.m. and paid 3.5 dollars, e.g. in cash vs. by card. "
+        "Use `a?b` to match one optional character. It had 12,500 users in 2019."
+    )
+    assert split_sentences(text) == [
+        "Dr. Smith arrived at 3 p.m. and paid 3.5 dollars, e.g. in cash vs. by card.",
+        "Use `a?b` to match one optional character.",
+        "It had 12,500 users in 2019.",
+    ]
+
+
+def test_chinese_sentences_keep_closing_quotes_and_drop_the_sources_own_questions():
+    text = "一个常见的问题是：Promise 和回调到底是什么关系？Promise 对象有三种状态。他说：“状态一旦改变就不会再变。”价格是3.5元。"
+    assert split_sentences(text) == [
+        "Promise 对象有三种状态。",
+        "他说：“状态一旦改变就不会再变。”",
+        "价格是3.5元。",
+    ]
+
+
+def test_markdown_and_html_debris_never_reach_an_answer():
+    text = (
+        "<!-- a comment that mentions chunk overlap -->\n[overlap]: https://example.com/overlap\n\n"
+        "See [the chunking guide](https://example.com) for **chunk overlap** settings.<br>\n"
+    )
+    assert split_sentences(text) == ["See the chunking guide for chunk overlap settings."]
+
+
+def test_code_stays_with_the_sentence_that_introduces_it():
+    text = "To install ragmem, run the following command:\n\n```sh\npip install ragmem\n```\n"
+    answer = ExtractiveAnswerer().answer("How do I install ragmem?", [src(1, text)])
+    assert answer.startswith("To install ragmem, run the following command: [1]")
+    assert "pip install ragmem" in answer
+
+
+def test_a_list_question_gets_the_whole_list():
+    text = "Intro text about style.\n\nThere are three rules:\n\n- Keep it short.\n- Keep it clear.\n- Keep it kind.\n"
+    answer = ExtractiveAnswerer().answer("What are the three rules?", [src(1, text)])
+    assert all(rule in answer for rule in ("Keep it short.", "Keep it clear.", "Keep it kind."))
+
+
+def test_a_how_many_question_prefers_the_sentence_with_a_number():
+    text = "The library has many readers and a large reading room. The library holds 40,000 books in its stacks."
+    answer = ExtractiveAnswerer(max_sentences=1).answer("How many books does the library hold?", [src(1, text)])
+    assert answer == "The library holds 40,000 books in its stacks. [1]"
+
+
+def test_answers_stay_within_the_length_limits():
+    long_en = " ".join(f"Sentence {i} talks about solar panels and their efficiency in winter." for i in range(30))
+    answer = ExtractiveAnswerer().answer("How efficient are solar panels in winter?", [src(1, long_en)])
+    assert len(answer.replace("[1]", "").split()) <= 60
+    long_zh = "".join(f"第{i}句讲的是太阳能电池板在冬天的效率问题。" for i in range(30))
+    answer = ExtractiveAnswerer().answer("太阳能电池板冬天的效率怎么样？", [src(1, long_zh)])
+    assert len(answer.replace("[1]", "")) <= 120
+
+
+def test_a_question_about_the_user_answers_from_memory_first():
+    docs = src(1, "The name of the project is set in pyproject.toml under [project].")
+    fact = src(2, "The user's name is Alice.", kind="memory", memory_kind="fact", score=0.4)
+    assert ExtractiveAnswerer().answer("What is my name?", [docs, fact]).startswith("The user's name is Alice. [2]")
+    zh_fact = src(2, "用户叫小明。", kind="memory", memory_kind="fact", score=0.4)
+    zh_doc = src(1, "项目的名字叫 ragmem，写在配置文件里。")
+    assert ExtractiveAnswerer().answer("我叫什么名字？", [zh_doc, zh_fact]).startswith("用户叫小明。 [2]")
