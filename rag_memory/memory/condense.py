@@ -220,19 +220,231 @@ def _previous_questions(recent: Sequence[Turn], question: str) -> list[str]:
     return chain
 
 
-def _heuristic(question: str, recent: Sequence[Turn]) -> str:
-    previous = _previous_questions(recent, question)
-    if not previous:
-        # No earlier question: the last thing said is the best context there is.
-        said = [t.content for t in _history(recent, question) if t.content.strip()]
-        if not said:
-            return question
-        previous = [said[-1]]
+_EN_OPENER = re.compile(
+    r"^\s*(?:(?:and|also|but|or|plus|then|so)\s+)*(?:what about|how about|same for|same with|what if|as well as)?\s*[,:]?\s*",
+    re.IGNORECASE,
+)
+_ZH_OPENER = re.compile(r"^\s*(?:那么|那如果|那|还有|另外|而且|所以|但是|可是|不过|然后|换成|如果是)\s*")
+_ZH_TAIL = re.compile(r"\s*(?:呢|吗|啊|呀|的呢)?\s*[?？!！。.,，\s]*$")
+_EN_QUESTION_WORDS = {"what", "who", "whom", "whose", "when", "where", "why", "how", "which", "is", "are", "was",
+                      "were", "does", "do", "did", "can", "could", "should", "would", "will", "has", "have", "in",
+                      "on", "at", "during", "after", "before", "to", "from"}
+_EN_PREPOSITIONS = {"in", "on", "at", "during", "after", "before", "to", "from"}
+_ZH_QUESTION = re.compile(r"什么|谁|哪|几|多少|怎么|如何|为什么|为何|吗|是否|何时|多久|多大|多长")
+_ZH_REQUEST = re.compile(r"^(?:请问|请|能不能|能否|可以)?(?:给我)?(?:介绍一下|介绍|说说|讲讲|解释一下)?(?:什么是)?")
+_ZH_VERBS = re.compile(r"有|是|的|怎么|如何|能|可以|会|为什么|在|要|用|被|由|和|与|属于|位于|叫")
+
+
+def _en_words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def _en_content(words: Sequence[str]) -> list[str]:
+    return [w for w in words if w.lower() not in _EN_STOPWORDS and w.lower() not in _EN_PRONOUNS]
+
+
+def _has_pronoun(remainder: str) -> bool:
+    if _is_chinese(remainder):
+        return any(p in remainder for p in _ZH_PRONOUNS)
+    masked = _EN_DUMMY_IT.sub(" ", remainder.lower())
+    return any(w in _EN_PRONOUNS for w in _WORD.findall(masked))
+
+
+def _strip_opener(question: str) -> str:
+    q = question.strip()
+    if _is_chinese(q):
+        return _ZH_TAIL.sub("", _ZH_OPENER.sub("", q, count=1)).strip()
+    return _EN_OPENER.sub("", q, count=1).strip().rstrip("?？.!").strip()
+
+
+def _is_full_question(remainder: str) -> bool:
+    """A follow-up that is a question on its own once "and"/"那" is taken off."""
+    if _is_chinese(remainder):
+        return bool(_ZH_QUESTION.search(remainder)) and len(_CJK.findall(remainder)) >= 5
+    words = _en_words(remainder)
+    # "approximately how many ...", "in which year ...": a question word among the first three.
+    asks = any(w.lower() in _EN_QUESTION_WORDS - _EN_PREPOSITIONS for w in words[:3]) or (
+        bool(words) and words[0].lower() in _EN_QUESTION_WORDS
+    )
+    return asks and len(_en_content(words)) >= 2
+
+
+_EN_NAME = re.compile(r"\b[A-Z][\w'’-]*(?:\s+(?:(?:of|the|and|de|von|van|for)\s+)?[A-Z][\w'’-]*)*")
+
+
+def _en_subject(previous: str, *, names_only: bool = False) -> tuple[int, int] | None:
+    """Where the previous question's subject is: its longest run of capitalised words (past
+    the first word), else its first run of content words; as a (start, end) span."""
+    spans = [(m.start(), m.end()) for m in _EN_NAME.finditer(previous) if m.start() > 0]
+    if spans:
+        return max(spans, key=lambda sp: sp[1] - sp[0])
+    if names_only:
+        return None
+    run: list[re.Match[str]] = []
+    for m in _WORD.finditer(previous):
+        if m.group().lower() in _EN_STOPWORDS:
+            if run:
+                break
+            continue
+        run.append(m)
+    return (run[0].start(), run[-1].end()) if run else None
+
+
+def _zh_subject(previous: str) -> tuple[int, int] | None:
+    """The previous Chinese question's subject: a 《title》, else what comes before its first verb."""
+    title = re.search(r"《[^》]+》", previous)
+    if title:
+        return title.start(), title.end()
+    latin = re.search(r"[A-Za-z][A-Za-z0-9.+#-]*(?:\s+[A-Za-z][A-Za-z0-9.+#-]*)*", previous)
+    if latin:  # "Promise 对象…", "什么是 BCPL": a Latin name is the subject
+        return latin.start(), latin.end()
+    q = previous.strip()
+    lead = _ZH_REQUEST.match(q)
+    if lead:
+        m = _ZH_VERBS.search(q, lead.end() + 1)
+        return (lead.end(), m.start()) if m and m.start() > lead.end() else None
+    m = _ZH_VERBS.search(q, 1)
+    if m and m.start() >= 1:
+        return 0, m.start()
+    return None
+
+
+def _substitute(previous: str, fragment: str) -> str | None:
+    """The previous question with its subject replaced by ``fragment`` ("And changed files?"
+    after "What happens to deleted files on re-ingest?" is "What happens to changed files on
+    re-ingest?"); None when no subject is found."""
+    if _is_chinese(previous):
+        common = _longest_common(fragment, previous)
+        if len(common) >= 2:
+            # The shared part anchors the swap: what the fragment puts before it replaces
+            # as many characters before it in the previous question.
+            at = previous.find(common)
+            before = fragment.find(common)
+            start = max(at - before, 0)
+            return previous[:start] + fragment + previous[at + len(common) + (len(fragment) - before - len(common)):]
+        span = _zh_subject(previous)
+        if span is None:
+            return None
+        return previous[: span[0]] + fragment + previous[span[1] :]
+    frag_words = {_stem(w) for w in _en_content(_en_words(fragment))}
+    words = list(_WORD.finditer(previous))
+    for i, m in enumerate(words):
+        if _stem(m.group()) in frag_words and m.group().lower() not in _EN_STOPWORDS:
+            # The shared word anchors the swap: replace the run of content words around it.
+            lo = i
+            while lo > 0 and words[lo - 1].group().lower() not in _EN_STOPWORDS:
+                lo -= 1
+            hi = i
+            while hi + 1 < len(words) and words[hi + 1].group().lower() not in _EN_STOPWORDS:
+                hi += 1
+            return previous[: words[lo].start()] + fragment + previous[words[hi].end() :]
+    span = _en_subject(previous)
+    if span is None:
+        return None
+    return previous[: span[0]] + fragment + previous[span[1] :]
+
+
+def _longest_common(a: str, b: str) -> str:
+    """The longest run of CJK characters found in both texts."""
+    best = ""
+    for i in range(len(a)):
+        for j in range(i + len(best) + 1, len(a) + 1):
+            piece = a[i:j]
+            if not _CJK.fullmatch(piece[-1]) or piece not in b:
+                break
+            if len(piece) > len(best) and all(_CJK.fullmatch(ch) for ch in piece):
+                best = piece
+    return best
+
+
+def _stem(word: str) -> str:
+    from rag_memory.text.stemmer import porter_stem
+
+    w = word.lower()
+    return porter_stem(w) if w.isascii() and w.isalpha() else w
+
+
+def _replace_pronoun(remainder: str, previous: str) -> str | None:
+    """``remainder`` with its pronoun replaced by the previous question's subject."""
+    if _is_chinese(remainder):
+        span = _zh_subject(previous) if _is_chinese(previous) else None
+        if span is None:
+            return None
+        subject = previous[span[0] : span[1]]
+        for p in _ZH_PRONOUNS:
+            if p in remainder:
+                return remainder.replace(p, subject, 1)
+        return None
+    span = _en_subject(previous, names_only=True)
+    if span is None:
+        return None
+    subject = previous[span[0] : span[1]]
+    masked = _EN_DUMMY_IT.sub(lambda m: "\0" * len(m.group()), remainder)
+    for m in _WORD.finditer(masked):
+        if m.group().lower() in _EN_PRONOUNS:
+            return remainder[: m.start()] + subject + remainder[m.end() :]
+    return None
+
+
+def _appended(question: str, previous: list[str]) -> str:
     context = _clip(" ".join(previous), _MAX_PREVIOUS_CHARS)
     q = question.strip()
     if _is_chinese(q):
         return f"{q}（接上一个问题：{context}）"
     return f"{q} (following up on: {context})"
+
+
+def _heuristic(question: str, recent: Sequence[Turn]) -> str:
+    """Condense without a model.
+
+    - A follow-up that is a whole question once its "and"/"那" is dropped keeps only itself.
+    - One that names a new subject in a fragment ("And changed files?", "那 Set 呢？") takes the
+      previous question with that subject swapped in, so it borrows only what it leaves out.
+    - One that points back with a pronoun ("When was it built?") gets the previous question's
+      subject in the pronoun's place; a bare "Why?" or "what about it?" (nothing of its own)
+      has the previous question appended.
+    """
+    previous = _previous_questions(recent, question)
+    if not previous:
+        # No earlier question: the last thing said is the best context there is.
+        said = [t.content for t in _history(recent, question) if t.content.strip()]
+        return _appended(question, [said[-1]]) if said else question
+    anchor = previous[0] if len(previous) > 1 else previous[-1]
+    if len(previous) > 1:
+        # A chain: the last follow-up, condensed against the standalone question before it.
+        anchor = _heuristic_one(previous[-1], previous[0]) or previous[0]
+    return _heuristic_one(question, anchor) or _appended(question, previous)
+
+
+def _heuristic_one(question: str, previous: str) -> str | None:
+    remainder = _strip_opener(question)
+    if not remainder:
+        return None
+    own = _en_content(_en_words(remainder)) if not _is_chinese(remainder) else _CJK.findall(remainder) + [
+        w for w in _en_words(remainder) if w.isascii()
+    ]
+    if _has_pronoun(remainder):
+        if not own:
+            return None  # "what about it?": nothing of its own, so the whole previous question
+        swapped = _replace_pronoun(remainder, previous)
+        return _finish(swapped, question) if swapped else None
+    if not own:
+        return None
+    if _is_full_question(remainder):
+        return _finish(remainder, question)
+    if remainder.lower() in _EN_WHOLE or remainder in _ZH_WHOLE:
+        return None
+    swapped = _substitute(previous, remainder)
+    return swapped
+
+
+def _finish(text: str, question: str) -> str:
+    text = text.strip()
+    if not _is_chinese(text):
+        text = text[:1].upper() + text[1:]
+    if question.strip().endswith(("?", "？")) and not text.endswith(("?", "？")):
+        text += "？" if _is_chinese(text) else "?"
+    return text
 
 
 def _content_lines(output: str) -> list[str]:
