@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,36 @@ NOTHING_RELEVANT = {
     "en": "The knowledge base has nothing relevant to this question, so I will not guess.",
     "zh": "知识库中没有与这个问题相关的内容，我不做猜测。",
 }
-NOTED = {"en": "Noted. I will remember: ", "zh": "好的，我记住了："}
+NOTED = {"en": "Noted. I will remember that ", "zh": "好的，我记住了："}
+_QUESTION = re.compile(
+    r"[?？]|^\s*(?:what|who|whom|whose|when|where|why|how|which|is|are|am|was|were|do|does|did|can|could|"
+    r"would|will|should|shall|may|might|have|has|tell me|explain|describe|list|show|give me|find)\b|"
+    r"什么|谁|哪|几|多少|怎么|如何|为什么|为何|吗|呢|是否|请问|告诉我|介绍|解释",
+    re.IGNORECASE,
+)
+
+
+def is_statement(text: str) -> bool:
+    """Whether a turn only states things (no question mark, no question word, no request)."""
+    return not _QUESTION.search(text)
+
+
+def acknowledgement(facts: list[str], lang: str) -> str:
+    """A short reply naming what was kept, in the user's words' person ("you", "你")."""
+    if lang == "zh":
+        kept = "；".join(f.rstrip("。").replace("用户的", "你的").replace("用户", "你") for f in facts)
+        return f"{NOTED['zh']}{kept}。"
+    def second(fact: str) -> str:
+        fact = fact.rstrip(".")
+        fact = re.sub(r"^The user's\b", "your", fact)
+        fact = re.sub(r"^The user asked to remember:\s*", "", fact)
+        fact = re.sub(r"^The user (is|was)\b", lambda m: "you " + {"is": "are", "was": "were"}[m.group(1)], fact)
+        fact = re.sub(r"^The user (does|has)\b", lambda m: "you " + {"does": "do", "has": "have"}[m.group(1)], fact)
+        fact = re.sub(r"^The user (\w+?)s\b", r"you \1", fact)
+        return re.sub(r"^The user\b", "you", fact)
+    parts = [second(f) for f in facts]
+    kept = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{NOTED['en']}{kept}."
 
 
 class AnswerStream:
@@ -260,8 +290,11 @@ class RagPipeline:
             )
 
         notes = list(selection.notes)
-        abstained = not hits and not memories
-        if not abstained and not fused.sources:
+        # A turn that only tells us something ("my project is called Zephyr") is acknowledged,
+        # whatever the knowledge base holds on its words.
+        statement = bool(facts) and is_statement(question)
+        abstained = not statement and not hits and not memories
+        if not statement and not abstained and not fused.sources:
             notes.append(
                 f"the prompt had no room for any retrieved source within the model's {fuser.context_length}-token"
                 " context after the instructions, recent turns and question; lower --max-new-tokens or use a"
@@ -270,8 +303,12 @@ class RagPipeline:
             abstained = True
         pieces: list[str] = []
         started = time.perf_counter()
-        if abstained:
-            text = (NOTED[lang] + " ".join(facts)) if facts else NOTHING_RELEVANT[lang]
+        if statement:
+            text = acknowledgement(facts, lang)
+            pieces.append(text)
+            yield text
+        elif abstained:
+            text = acknowledgement(facts, lang) if facts else NOTHING_RELEVANT[lang]
             pieces.append(text)
             yield text
         elif llm is None:
@@ -286,7 +323,7 @@ class RagPipeline:
         answer_text = "".join(pieces).strip()
 
         with _timed(timings, "store"):
-            self._store(user_id, session_id, question, answer_text, abstained or llm is None, recent,
+            self._store(user_id, session_id, question, answer_text, statement or abstained or llm is None, recent,
                         fused.history, llm)
 
         usage = getattr(llm, "last_usage", None) if llm is not None and not abstained else None
