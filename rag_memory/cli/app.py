@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rag_memory.cli import help as _help
 from rag_memory.cli.eval import eval_app
 from rag_memory.cli.memory import memory_app
 from rag_memory.cli.options import (
@@ -41,6 +42,8 @@ from rag_memory.cli.options import (
 )
 from rag_memory.cli.serve import serve
 from rag_memory.errors import RagMemoryError
+
+_help.install()
 
 app = typer.Typer(
     name="ragmem",
@@ -265,8 +268,9 @@ def ask(
         sys.stdout.flush()
     answer = stream.answer
     assert answer is not None
-    for note in answer.notes:
-        stderr().print(f"[yellow]Note:[/] {note}", soft_wrap=True, highlight=False)
+    if not as_json:
+        for note in _short_notes(answer.notes):
+            stderr().print(f"[yellow]Note:[/] {note}", soft_wrap=True, highlight=False)
     if as_json:
         print_json(answer.as_json())
         return
@@ -308,13 +312,23 @@ def chat(
     err = stderr()
     err.print(f"Session [bold]{session_id}[/] as user [bold]{rag.settings.user}[/]. /exit to quit, /new for a new session.")
     last = None
-    shown_notes = False
+    shown: set[str] = set()
+    interrupted = False
     while True:
         try:
             line = input("you> ")
         except EOFError:
             sys.stdout.write("\n")
             break
+        except KeyboardInterrupt:
+            # One Ctrl-C drops the line being typed; a second one in a row leaves.
+            sys.stdout.write("\n")
+            if interrupted:
+                break
+            interrupted = True
+            err.print("(Ctrl-C again or Ctrl-D to leave the chat)")
+            continue
+        interrupted = False
         line = line.strip()
         if not line:
             continue
@@ -326,7 +340,9 @@ def chat(
             continue
         if line == "/sources":
             if last is not None:
-                print_answer_footer(out, last, display_path)
+                print_answer_footer(out, last, display_path, with_text=True)
+            else:
+                err.print("No answer yet in this chat.")
             continue
         try:
             stream = rag.stream(line, session_id=session_id)
@@ -338,13 +354,27 @@ def chat(
         except RagMemoryError as exc:
             err.print(f"[bold red]Error:[/] {exc}", soft_wrap=True)
             continue
+        except KeyboardInterrupt:
+            # Ctrl-C while answering stops that answer (nothing of it is stored) and asks again.
+            sys.stdout.write("\n")
+            err.print("(answer cancelled)")
+            continue
         last = stream.answer
-        if last is not None and last.notes and not shown_notes:
-            for note in last.notes:
-                err.print(f"[yellow]Note:[/] {note}", soft_wrap=True)
-            shown_notes = True
+        if last is not None:
+            for note in _short_notes(last.notes):
+                if note not in shown:  # each note once per session
+                    shown.add(note)
+                    err.print(f"[yellow]Note:[/] {note}", soft_wrap=True)
         if last is not None and last.sources:
             out.print("  " + "  ".join(f"[{s.n}] {_short_source(s)}" for s in last.sources), soft_wrap=True)
+    err.print(f"Chat ended; session [bold]{session_id}[/] is kept (ragmem chat --session {session_id} to go on).")
+
+
+def _short_notes(notes: list[str]) -> list[str]:
+    """Notes as the CLI prints them: the long "no language model" reason as one short line."""
+    from rag_memory.generation.select import EXTRACTIVE_NOTE, EXTRACTIVE_SHORT
+
+    return [EXTRACTIVE_SHORT if note.startswith(EXTRACTIVE_NOTE) else note for note in notes]
 
 
 def _short_source(source) -> str:

@@ -177,6 +177,10 @@ def search_memory(
     Long-term memories are searched for --user, or the configured user when it is not
     given: memories are never searched across users.
     """
+    if not query.strip():
+        from rag_memory.errors import ConfigError
+
+        raise ConfigError("the query is empty; give some text to search for")
     settings = _settings(home=home, embedder=embedder, chroma_url=chroma_url)
     memory = _memory(settings)
     turns = memory.find_turns(query, user_id=user, session_id=session, limit=limit)

@@ -104,6 +104,14 @@ def display_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
+# What Ctrl-C prints, per command.
+INTERRUPTED = {
+    "": "Interrupted. Nothing is left half-done: the next run picks up where this one stopped.",
+    "ask": "Interrupted; the question was not stored.",
+    "chat": "Chat ended; the conversation so far is kept.",
+}
+
+
 def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn ragmem's user errors into ``Error: ...`` and an exit code; leave bugs alone."""
 
@@ -115,7 +123,7 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             stderr().print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            stderr().print("Interrupted. Nothing is left half-done: the next run picks up where this one stopped.")
+            stderr().print(INTERRUPTED.get(func.__name__, INTERRUPTED[""]))
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper

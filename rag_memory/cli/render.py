@@ -100,8 +100,9 @@ def print_hits(console: Console, hits: list[Hit], show: Callable[[str], str]) ->
         console.print(f"   {excerpt(hit.text)}", soft_wrap=True)
 
 
-def print_answer_footer(console: Console, answer, show: Callable[[str], str]) -> None:
-    """The numbered sources under an answer, marking which ones it cites."""
+def print_answer_footer(console: Console, answer, show: Callable[[str], str], *, with_text: bool = False) -> None:
+    """The numbered sources under an answer, marking which ones it cites; ``with_text`` adds
+    each source's text (chat's ``/sources``)."""
     if not answer.sources:
         return
     cited = set(answer.cited)
@@ -114,6 +115,8 @@ def print_answer_footer(console: Console, answer, show: Callable[[str], str]) ->
         mark = "*" if s.n in cited else " "
         console.print(f" {mark}[{s.n}] [green]{where}[/] [cyan]{s.score:.3f}[/]{' (cut)' if s.cut else ''}",
                       soft_wrap=True)
+        if with_text:
+            console.print(f"     {excerpt(s.text, 600)}", soft_wrap=True, markup=False, highlight=False)
 
 
 def print_explain(console: Console, answer, show: Callable[[str], str]) -> None:

@@ -20,6 +20,12 @@ from rag_memory.hub import no_telemetry
 
 log = logging.getLogger(__name__)
 
+EXTRACTIVE_NOTE = "no language model available"
+# What the CLI prints after an extractive answer (the full reason stays in Answer.notes / --json).
+EXTRACTIVE_SHORT = (
+    "no language model found, so answers are extractive (quoted from your documents); set generator_model"
+    " (--model PATH) or generator_url to generate them."
+)
 HOW_TO = (
     "To generate answers, point generator_model at a local model folder (ragmem.toml, RAGMEM_GENERATOR_MODEL"
     " or --model PATH), or fetch it once with `ragmem models pull NAME`, or set generator_url to an"
@@ -130,7 +136,7 @@ def select_generator(settings: Settings) -> Selection:
             notes.append(why)
     # One line for the user: what happened, why, and how to change it.
     summary = (
-        "no language model available, so the answer is extractive (the most relevant retrieved sentences,"
+        f"{EXTRACTIVE_NOTE}, so the answer is extractive (the most relevant retrieved sentences,"
         f" with citations): {'; '.join(notes)}. {HOW_TO}"
     )
     return Selection(ExtractiveAnswerer(), [summary])

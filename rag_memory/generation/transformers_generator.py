@@ -436,8 +436,11 @@ def _from_pretrained(
         if importlib.util.find_spec("accelerate") is not None:
             model_kwargs["device_map"] = "auto" if device == "cuda" else device
             placed = True
-    tokenizer = AutoTokenizer.from_pretrained(source, **common)
-    model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
+    from rag_memory.knowledge_base.devices import quiet_model_loading
+
+    with quiet_model_loading():
+        tokenizer = AutoTokenizer.from_pretrained(source, **common)
+        model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
     if not placed:
         model.to(device)
     return tokenizer, model

@@ -1,6 +1,9 @@
-"""Pick the torch device a model runs on."""
+"""Pick the torch device a model runs on, and load models quietly."""
 
 from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
 
 from rag_memory.errors import ConfigError
 
@@ -16,3 +19,21 @@ def resolve_device(device: str) -> str:
     if device not in ("cpu", "mps") and not device.startswith("cuda"):
         raise ConfigError(f"device {device!r} is not known; use auto, cpu, cuda or cuda:N")
     return device
+
+
+@contextmanager
+def quiet_model_loading():
+    """Load models without transformers' "Loading weights" progress bars: the library prints
+    nothing on its own. They show again when ragmem logs at DEBUG (``--verbose``)."""
+    if logging.getLogger("rag_memory").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

@@ -71,12 +71,15 @@ class CrossEncoderReranker:
                 no_telemetry()
                 from sentence_transformers import CrossEncoder
 
-                model = CrossEncoder(
-                    str(Path(self.model_name).expanduser()) if local else self.model_name,
-                    device=device,
-                    local_files_only=local or not self.allow_downloads,
-                    max_length=self.max_length,
-                )
+                from rag_memory.knowledge_base.devices import quiet_model_loading
+
+                with quiet_model_loading():
+                    model = CrossEncoder(
+                        str(Path(self.model_name).expanduser()) if local else self.model_name,
+                        device=device,
+                        local_files_only=local or not self.allow_downloads,
+                        max_length=self.max_length,
+                    )
             except Exception as exc:
                 raise EmbedderError(
                     f"cannot load the reranker {self.model_name!r}: {exc}. Name a local cross-encoder folder or"

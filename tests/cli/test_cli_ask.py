@@ -49,7 +49,8 @@ def test_without_a_model_ask_answers_extractively_with_citations_and_one_note(in
     assert "re-ingest removes its chunks from the knowledge base. [1]" in result.stdout
     assert "sync.md" in result.stdout  # the sources list
     notes = [line for line in result.stderr.splitlines() if line.startswith("Note:")]
-    assert len(notes) == 1 and "extractive" in notes[0] and "generator_model" in result.stderr
+    assert len(notes) == 1 and "extractive" in notes[0] and "generator_model" in notes[0]
+    assert len(notes[0]) < 200  # one short line; the full reason is in --json "notes"
 
 
 def test_ask_json_has_the_documented_fields(ingested, monkeypatch):
@@ -134,3 +135,52 @@ def test_chat_keeps_the_session_between_questions(ingested, monkeypatch):
         "What happens to deleted files on re-ingest?",
         "And changed files?",
     ]
+
+
+def test_chat_ctrl_c_cancels_the_line_or_the_answer_and_a_second_one_leaves(ingested, monkeypatch):
+    import builtins
+
+    from rag_memory.pipelines.rag import RagPipeline
+
+    monkeypatch.setenv("RAGMEM_GENERATOR_MODEL", "/nonexistent/model")
+    lines = iter(["What happens to deleted files on re-ingest?", KeyboardInterrupt, "And changed files?",
+                  KeyboardInterrupt, KeyboardInterrupt])
+
+    def fake_input(prompt=""):
+        item = next(lines)
+        if item is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return item
+
+    real_stream = RagPipeline.stream
+    calls = []
+
+    def stream(self, question, **kw):
+        calls.append(question)
+        if len(calls) == 1:  # Ctrl-C while the first answer is being written
+            def interrupted():
+                yield "When a file"
+                raise KeyboardInterrupt
+            out = real_stream(self, question, **kw)
+            out._pieces = interrupted()
+            return out
+        return real_stream(self, question, **kw)
+
+    monkeypatch.setattr(builtins, "input", fake_input)
+    monkeypatch.setattr(RagPipeline, "stream", stream)
+    result = runner.invoke(app, ["chat", "--session", "cc", "--user", "zoe"])
+    assert result.exit_code == 0, result.output
+    assert "(answer cancelled)" in result.stderr
+    assert "Ctrl-C again or Ctrl-D" in result.stderr
+    assert "Chat ended" in result.stderr and "Interrupted. Nothing is left half-done" not in result.stderr
+    assert calls == ["What happens to deleted files on re-ingest?", "And changed files?"]
+    assert result.stderr.count("Note:") == 1  # the no-model note, once per session
+
+
+def test_help_shows_plain_metavars_flags_and_counters():
+    result = runner.invoke(app, ["search", "--help"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.stdout and "<int>" not in result.stdout and "<str>" not in result.stdout
+    assert "--mmr" in result.stdout and " N " in result.stdout
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "160"})
+    assert "repeatable" in top.stdout and "<int>" not in top.stdout

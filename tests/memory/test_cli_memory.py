@@ -156,3 +156,10 @@ def test_a_damaged_history_file_is_reported_not_raised(ragmem_home):
     result = run("list")
     assert result.exit_code == 1
     assert "Error:" in result.stderr and "memory.sqlite3" in result.stderr
+
+
+@pytest.mark.parametrize("query", ["", "   "])
+def test_search_with_an_empty_query_is_an_error(query):
+    result = run("search", query)
+    assert result.exit_code != 0
+    assert "the query is empty" in result.output

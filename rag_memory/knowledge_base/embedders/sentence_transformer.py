@@ -72,7 +72,10 @@ class SentenceTransformerEmbedder(Embedder):
                 no_telemetry()
                 from sentence_transformers import SentenceTransformer
 
-                model = SentenceTransformer(path, device=device, local_files_only=local or not self.allow_downloads)
+                from rag_memory.knowledge_base.devices import quiet_model_loading
+
+                with quiet_model_loading():
+                    model = SentenceTransformer(path, device=device, local_files_only=local or not self.allow_downloads)
             except Exception as exc:
                 raise EmbedderError(
                     f"cannot load the embedder {self.model_name!r}: {exc}. Name a local model folder"
