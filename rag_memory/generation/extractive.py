@@ -327,6 +327,18 @@ def _clip(text: str, q_terms: set[str], budget: int, chinese: bool) -> str:
     return ("…" if best_at else "") + piece + "…"
 
 
+_TURN_LABEL = re.compile(r"^(?:User|用户)\s*[:：]\s*")
+
+
+def _quotable(source: Source) -> str:
+    """The part of a source an extract may quote: a stored turn without its label and without
+    the assistant's reply (that is an earlier answer, not something the user said)."""
+    if source.memory_kind != "turn":
+        return source.text
+    said = source.text.split("\nAssistant:", 1)[0]
+    return _TURN_LABEL.sub("", said.strip())
+
+
 class ExtractiveAnswerer:
     """Answer with the retrieved sentences that best answer the question.
 
@@ -354,7 +366,10 @@ class ExtractiveAnswerer:
         # A past exchange is a transcript of an earlier answer: quoting it would only repeat
         # that answer. Documents and stated facts are what an extract can stand on.
         usable = [s for s in sources if s.memory_kind != "exchange"]
-        units = [(s, u, set(lexical_terms(u.text))) for s in usable for u in split_units(s.text)]
+        if any(s.memory_kind == "fact" for s in usable):
+            # A stored turn and the fact taken from it say the same; the fact reads better.
+            usable = [s for s in usable if s.memory_kind != "turn"]
+        units = [(s, u, set(lexical_terms(u.text))) for s in usable for u in split_units(_quotable(s))]
         df = Counter(t for _, _, terms in units for t in terms)
         n = max(len(units), 1)
         candidates: list[tuple[float, int, int, Unit]] = []
@@ -371,7 +386,7 @@ class ExtractiveAnswerer:
         if not candidates:
             # Nothing shares a term (e.g. a paraphrase): give the top source's opening.
             best = [s for s in usable if s.kind == "document"][:1] or list(usable[:1])
-            candidates = [(0.0, s.n, u.pos, u) for s in best for u in split_units(s.text)[:2]]
+            candidates = [(0.0, s.n, u.pos, u) for s in best for u in split_units(_quotable(s))[:2]]
         picked: list[tuple[int, str]] = []
         seen: set[str] = set()
         used = 0
