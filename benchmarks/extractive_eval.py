@@ -86,7 +86,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="squad,cmrc")
     ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--articles", type=int, default=None, help="as in answer_gate.py (default: squad 16, cmrc 160)")
+    ap.add_argument("--articles", type=int, default=None, help="as in answer_gate.py (default: squad 16, cmrc 240)")
     ap.add_argument("--questions", type=int, default=400, help="questions per language; 0: all")
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--examples", type=int, default=0, help="print this many misses per language")
@@ -103,7 +103,7 @@ def main() -> None:
     answerers = {"before": old_answerer(), "now": ExtractiveAnswerer()}
     fuser = PromptFuser(lambda msgs: sum(approximate_tokens(m.content) + 4 for m in msgs), approximate_tokens,
                         context_length=EXTRACTIVE_CONTEXT, max_new_tokens=512)
-    defaults = {"squad": 16, "cmrc": 160}
+    defaults = {"squad": 16, "cmrc": 240}
     started = time.perf_counter()
     table, data = [], {}
     with qc.workdir(args.home) as work:

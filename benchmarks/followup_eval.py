@@ -136,7 +136,7 @@ def _unique(pairs: list[dict]) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--articles", type=int, default=None, help="as in answer_gate.py (default: squad 16, cmrc 160)")
+    ap.add_argument("--articles", type=int, default=None, help="as in answer_gate.py (default: squad 16, cmrc 240)")
     ap.add_argument("--pairs", type=int, default=60, help="pairs per kind per data set")
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--examples", type=int, default=0)
@@ -165,7 +165,7 @@ def main() -> None:
                                              "phrase": c, "lang": "zh" if re.search(r"[\u4e00-\u9fff]", a) else "en"}
                                             for a, b, c in DOCS_PAIRS]))
         for name in ("squad", "cmrc"):
-            default = {"squad": 16, "cmrc": 160}[name]
+            default = {"squad": 16, "cmrc": 240}[name]
             corpus = qc.load(name, args.data_dir, default if args.articles is None else args.articles)
             parts, mapping = qc.ingest(corpus, Path(work), qc.progress)
             pairs = squad_pairs(corpus, args.pairs, rng) if name == "squad" else cmrc_pairs(corpus, args.pairs, rng)
