@@ -148,7 +148,11 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int | None, typer.Option("-k", "--top-k", help="How many hits.")] = None,
     min_score: Annotated[
-        float | None, typer.Option("--min-score", help="Drop hits below this cosine similarity.")
+        float | None, typer.Option(
+            "--min-score",
+            help="Drop hits whose score is below X: the fused score in hybrid mode (0-1, the best hit is 1),"
+            " the cosine similarity in dense mode, the BM25 score in bm25 mode.",
+        )
     ] = None,
     source: Annotated[
         str | None, typer.Option("--source", "-s", help="Only sources matching this glob, e.g. 'docs/*.md'.")
@@ -178,8 +182,7 @@ def search(
                 "hits": [
                     {"score": round(h.score, 6), "source": h.source, "page": h.page, "chunk_id": h.chunk_id,
                      "title": h.title, "text": h.text,
-                     **{key: h.metadata.get(key) for key in ("dense_score", "bm25_score", "rerank_score")
-                        if h.metadata.get(key) is not None}}
+                     **{key: _round(h.metadata.get(key)) for key in HIT_SCORES}}
                     for h in hits
                 ],
             }
@@ -375,6 +378,15 @@ def _short_notes(notes: list[str]) -> list[str]:
     from rag_memory.generation.select import EXTRACTIVE_NOTE, EXTRACTIVE_SHORT
 
     return [EXTRACTIVE_SHORT if note.startswith(EXTRACTIVE_NOTE) else note for note in notes]
+
+
+# The scores every search --json hit carries (null where its retriever did not see the chunk);
+# docs/cli.md "search --json" names each, and a test checks the two agree.
+HIT_SCORES = ("fused_score", "dense_score", "bm25_score", "rerank_score", "coverage")
+
+
+def _round(value):
+    return None if value is None else round(float(value), 6)
 
 
 def _short_source(source) -> str:

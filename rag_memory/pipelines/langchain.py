@@ -71,7 +71,7 @@ def hit_document(hit: Hit) -> Document:
         "kind": "document",
         "title": hit.title,
     }
-    for key in ("chunk_index", "start", "end"):
+    for key in ("chunk_index", "start", "end", "fused_score", "dense_score", "bm25_score", "rerank_score", "coverage"):
         if key in hit.metadata:
             meta[key] = hit.metadata[key]
     return Document(page_content=hit.text, metadata=meta, id=hit.chunk_id)
@@ -117,14 +117,17 @@ def source_document(source: Source) -> Document:
 class RagRetriever(BaseRetriever):
     """The knowledge base (and optionally the user's long-term memory) as a LangChain retriever.
 
-    Documents carry metadata ``source``, ``page``, ``score`` (cosine similarity), ``chunk_id``,
-    ``kind`` (``document`` or ``memory``) and ``title``; memories also ``user_id``,
+    Documents carry metadata ``source``, ``page``, ``score`` (the fused score in hybrid mode, the
+    cosine in dense mode), ``fused_score``, ``dense_score`` (cosine), ``bm25_score``,
+    ``coverage``, ``chunk_id``, ``kind`` (``document`` or ``memory``) and ``title``; memories also ``user_id``,
     ``session_id``, ``created_at`` and ``memory_kind``.
 
     Args:
         pipeline: The pipeline whose stages to search (default: ``RagPipeline()``).
         top_k: Chunks to return (default: the ``top_k`` setting).
-        min_score: Drop chunks below this similarity (default: the ``min_score`` setting).
+        min_score: Drop chunks whose score is below this: the fused score in hybrid mode (the
+            default; 0 to 1, the best hit is 1), the cosine in dense mode (default: the
+            ``min_score`` setting).
         source_glob: Only chunks from sources matching this glob, e.g. ``*.md``.
         include_memory: Also return the user's recalled memories, after the chunks.
         user_id: Whose memories (default: the ``user`` setting).

@@ -154,3 +154,36 @@ def test_help_imports_no_heavy_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def _documented_hit_fields() -> dict[str, str]:
+    """The ``hits[].X`` rows of the search --json table in docs/cli.md: field -> meaning."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    section = text.split("### search --json", 1)[1].split("\n## ", 1)[0]
+    return {m.group(1): m.group(2) for m in re.finditer(r"^\| `hits\[\]\.(\w+)` \| [^|]+ \| ([^|]+) \|$", section, re.M)}
+
+
+def test_every_score_the_docs_name_exists_with_that_meaning(tmp_path):
+    documented = _documented_hit_fields()
+    scores = {name for name in documented if name.endswith("score") or name == "coverage"}
+    assert {"score", "fused_score", "dense_score", "bm25_score", "rerank_score", "coverage"} <= scores
+    root = docs(tmp_path)
+    run("ingest", str(root))
+    by_mode = {}
+    for mode in ("hybrid", "dense", "bm25"):
+        result = run("search", "deleted file re-ingest chunks", "--mode", mode, "--json")
+        assert result.exit_code == 0, result.output
+        by_mode[mode] = json.loads(result.stdout)["hits"]
+        for hit in by_mode[mode]:
+            assert set(documented) <= set(hit), f"search --json lacks {set(documented) - set(hit)}"
+    # "score" is what the mode ranks by, as the docs say; the others keep their own meaning.
+    top = by_mode["hybrid"][0]
+    assert top["score"] == top["fused_score"] == 1.0
+    assert -1.0 <= top["dense_score"] <= 1.0 and top["bm25_score"] > 0 and 0 <= top["coverage"] <= 1
+    assert all(h["score"] == h["dense_score"] and h["fused_score"] is None for h in by_mode["dense"])
+    assert all(h["score"] == h["bm25_score"] and h["fused_score"] is None for h in by_mode["bm25"])
+    # --min-score filters on "score": in hybrid mode the fused score, so a floor of 1 keeps the best hit only.
+    best = json.loads(run("search", "deleted file re-ingest chunks", "--min-score", "1", "--json").stdout)["hits"]
+    assert [h["chunk_id"] for h in best] == [top["chunk_id"]]
