@@ -42,7 +42,12 @@ def retrieval(
         ),
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder holding squad-v1.1/ and cmrc2018/ [../shared/data].")
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Folder holding squad-v1.1/ and cmrc2018/ (env RAGMEM_DATA_DIR; default: a shared/data"
+            " folder in or above the working folder).",
+        ),
     ] = None,
     embedder: EmbedderOpt = None,
     plot: Annotated[

@@ -78,13 +78,20 @@ class RetrievalDataset:
 
 
 def dataset_path(name: str, data_dir: Path | None = None) -> Path:
-    """Where a named dataset lives: ``data_dir``, else ``../shared/data`` beside the project
-    (or beside the working folder, for an installed ragmem)."""
+    """Where a named dataset lives: ``data_dir``; else ``$RAGMEM_DATA_DIR``; else a
+    ``shared/data`` folder in or above the working folder; else ``../shared/data`` beside a
+    source checkout (an installed ragmem has no checkout, so the working folder comes first)."""
+    import os
+
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or --passages/--questions")
     if data_dir is not None:
-        return Path(data_dir) / DATASETS[name]
-    candidates = [DATA_DIR / DATASETS[name], Path.cwd().parent / "shared" / "data" / DATASETS[name]]
+        return Path(data_dir).expanduser() / DATASETS[name]
+    if os.environ.get("RAGMEM_DATA_DIR"):
+        return Path(os.environ["RAGMEM_DATA_DIR"]).expanduser() / DATASETS[name]
+    here = Path.cwd().resolve()
+    candidates = [folder / "shared" / "data" / DATASETS[name] for folder in (here, *here.parents)]
+    candidates.append(DATA_DIR / DATASETS[name])
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
@@ -110,8 +117,8 @@ def load_squad_format(path: Path, *, name: str | None = None, limit: int | None 
         data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
     except FileNotFoundError as exc:
         raise ConfigError(
-            f"dataset file {path} not found; the shared data lives in ../shared/data beside the project"
-            " (see its README), or pass the file's path"
+            f"dataset file {path} not found; pass --data-dir FOLDER (the folder holding squad-v1.1/ and"
+            " cmrc2018/), set RAGMEM_DATA_DIR, or run from a folder with shared/data in or above it"
         ) from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a SQuAD-format JSON file ({{'data': [...]}}): {exc}") from exc

@@ -174,6 +174,8 @@ class Ingestor:
             write_started = time.perf_counter()
             if changed:
                 self.embedder.warm_up()
+                # chunks_per_second measures the work per chunk, not the one-off model load.
+                write_started = time.perf_counter()
                 self.store.check_embedder(self.embedder.model_id, self.embedder.dimension)
                 if self.chunk_tokens > self.embedder.max_tokens:
                     log.warning(
