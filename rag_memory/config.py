@@ -103,6 +103,10 @@ class Settings:
         relevance_gate: The cosine similarity a knowledge chunk needs (with some of the question's
             terms) to be given to the generator, where the embedder reads the question's language;
             see ``rag_memory.knowledge_base.hybrid.passes_gate`` for the rest of the gate.
+        max_file_mb: Files larger than this (in MB) are refused by ingest, each with an error
+            naming the limit; 0 means no limit.
+        lock_timeout: Seconds a command waits for another ragmem process writing the same home
+            before it gives up; unset waits as long as it takes (it says whom it waits for).
     """
 
     home: Path = field(default_factory=default_home)
@@ -145,6 +149,9 @@ class Settings:
     temperature: float = 0.0
     context_length: int | None = None
     relevance_gate: float = 0.4  # calibrated by benchmarks/answer_gate.py with hybrid.GATE
+    # durability
+    max_file_mb: float = 100.0
+    lock_timeout: float | None = None
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     # The project ragmem.toml that was read, if any (its path as in ``sources``).
     project_file: str | None = field(default=None, repr=False, compare=False)
@@ -176,6 +183,11 @@ class Settings:
 
     # -- validation --------------------------------------------------------------------
     def validate(self) -> None:
+        _check_home(self.home)
+        if self.max_file_mb < 0:
+            raise ConfigError(f"max_file_mb must be 0 (no limit) or more, got {self.max_file_mb}")
+        if self.lock_timeout is not None and self.lock_timeout < 0:
+            raise ConfigError(f"lock_timeout must be 0 or more seconds (unset: wait), got {self.lock_timeout}")
         if self.embed_batch_size < 1:
             raise ConfigError(f"embed_batch_size must be at least 1, got {self.embed_batch_size}")
         if self.chunk_tokens < 16:
@@ -440,6 +452,20 @@ def _toml_string(text: str) -> str:
     import json
 
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def _check_home(home: Path) -> None:
+    """The home, or its nearest existing ancestor, must be a folder (stat only; creates nothing)."""
+    for place in (home, *home.parents):
+        if not os.path.lexists(place):
+            continue
+        if os.path.isdir(place):
+            return
+        what = "the ragmem home" if place == home else f"{place}, a parent of the ragmem home {home},"
+        raise ConfigError(
+            f"{what} is a file, not a folder. Point RAGMEM_HOME (or --home, or home in ragmem.toml) at a"
+            f" folder, or move {place} out of the way."
+        )
 
 
 def _field_names() -> list[str]:

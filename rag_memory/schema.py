@@ -24,6 +24,7 @@ class LoadedDocument:
         sections: The document's text in reading order; one per page for PDFs.
         content_hash: sha256 of the file's bytes.
         encoding: The text encoding detected, for text formats.
+        warnings: What the parser warned about while reading it (a damaged PDF's xref ...).
     """
 
     source: str
@@ -31,6 +32,7 @@ class LoadedDocument:
     sections: tuple[Section, ...]
     content_hash: str
     encoding: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -102,6 +104,8 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: list[FileFailure] = field(default_factory=list)
+    skipped: list[FileFailure] = field(default_factory=list)  # passed over by discovery (type, link)
+    warnings: list[FileFailure] = field(default_factory=list)  # ingested, but the parser warned
     chunks_added: int = 0
     chunks_removed: int = 0
     repaired: int = 0
@@ -116,6 +120,11 @@ class IngestReport:
             return None
         return self.chunks_added / self.write_seconds
 
+    @property
+    def found_nothing(self) -> bool:
+        """The inputs held no file ingest could read, and nothing was stored from them before."""
+        return not (self.added or self.updated or self.removed or self.unchanged or self.failed)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "added": len(self.added),
@@ -125,6 +134,8 @@ class IngestReport:
             "chunks_added": self.chunks_added,
             "chunks_removed": self.chunks_removed,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
+            "skipped": [{"path": f.path, "reason": f.reason} for f in self.skipped],
+            "warnings": [{"path": f.path, "warning": f.reason} for f in self.warnings],
             "repaired": self.repaired,
             "seconds": round(self.seconds, 3),
             "chunks_per_second": None if self.chunks_per_second is None else round(self.chunks_per_second, 1),

@@ -18,6 +18,7 @@ from rag_memory.cli import help as _help
 from rag_memory.cli.eval import eval_app
 from rag_memory.cli.memory import memory_app
 from rag_memory.cli.options import (
+    EXIT_NOTHING_TO_INGEST,
     EXIT_SOME_FILES_FAILED,
     ChromaUrlOpt,
     CollectionOpt,
@@ -117,7 +118,8 @@ def ingest(
 ) -> None:
     """Sync files into the knowledge base: add new, update changed, remove deleted.
 
-    Exit codes: 0 all files ingested; 1 the run failed; 3 some files failed (listed).
+    Exit codes: 0 all files ingested; 1 the run failed; 3 some files failed (listed, the rest
+    was ingested); 4 the inputs hold no file ragmem can read (what was skipped, and why, is listed).
     """
     from rag_memory.cli.render import IngestDisplay, print_ingest_report
     from rag_memory.pipelines.components import Components
@@ -140,6 +142,19 @@ def ingest(
         print_ingest_report(stdout(), report, display_path)
     if report.failed:
         raise typer.Exit(EXIT_SOME_FILES_FAILED)
+    if report.found_nothing:
+        stderr().print(
+            f"Nothing to ingest: {', '.join(str(p) for p in paths)} holds no supported file"
+            f" ({len(report.skipped)} skipped). Supported: {', '.join(_supported())}.",
+            soft_wrap=True, highlight=False,
+        )
+        raise typer.Exit(EXIT_NOTHING_TO_INGEST)
+
+
+def _supported() -> list[str]:
+    from rag_memory.ingest.loaders import SUPPORTED_SUFFIXES
+
+    return sorted(SUPPORTED_SUFFIXES)
 
 
 @app.command()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_SOME_FILES_FAILED = 3
+EXIT_NOTHING_TO_INGEST = 4
 EXIT_INTERRUPTED = 130
 
 # -- options shared by the commands that open a knowledge base ------------------------------

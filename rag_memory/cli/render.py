@@ -62,6 +62,9 @@ class IngestDisplay(IngestProgress):
         self._progress.update(self._chunks, advance=n, rate=f"{rate:,.0f} chunks/s")
 
 
+SKIPPED_SHOWN = 10
+
+
 def print_ingest_report(console: Console, report: IngestReport, show: Callable[[str], str]) -> None:
     title = "Dry run: nothing was written" if report.dry_run else f"Ingest finished in {report.seconds:.1f}s"
     table = Table(title=title, title_justify="left")
@@ -83,7 +86,19 @@ def print_ingest_report(console: Console, report: IngestReport, show: Callable[[
     if report.failed:
         console.print("[red]Failed files[/] (everything else was ingested):")
         for f in report.failed:
-            console.print(f"  {show(f.path)}: {f.reason}", soft_wrap=True)
+            console.print(f"  {show(f.path)}: {f.reason}", soft_wrap=True, markup=False)
+    if report.warnings:
+        console.print("[yellow]Warnings[/] (these files were ingested; the parser reported problems):")
+        for f in report.warnings:
+            console.print(f"  {show(f.path)}: {f.reason}", soft_wrap=True, markup=False)
+    if report.skipped and (report.found_nothing or len(report.skipped) <= SKIPPED_SHOWN):
+        console.print(f"Skipped {len(report.skipped)} files:")
+        for f in report.skipped[:SKIPPED_SHOWN]:
+            console.print(f"  {show(f.path)}: {f.reason}", soft_wrap=True, markup=False)
+        if len(report.skipped) > SKIPPED_SHOWN:
+            console.print(f"  ... and {len(report.skipped) - SKIPPED_SHOWN} more (--json lists them all)")
+    elif report.skipped:
+        console.print(f"Skipped {len(report.skipped)} files of unsupported types or links (--json lists them).")
     if report.chunks_per_second:
         console.print(f"{report.chunks_per_second:,.1f} chunks/s (loading, chunking, embedding and writing)")
 

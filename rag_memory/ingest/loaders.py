@@ -10,13 +10,15 @@ alone takes seconds to import (it pulls in spaCy, thinc and torch).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 _TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".rst", ".csv", ".json", ".log"})
 _HTML_SUFFIXES = frozenset({".html", ".htm"})
+
+DOCX_MAX_UNPACKED_BYTES = 512 * 1_000_000
+"""A DOCX whose members add up to more than this, unpacked, is refused before it is unpacked."""
 
 SUPPORTED_SUFFIXES: frozenset[str] = _TEXT_SUFFIXES | _HTML_SUFFIXES | {".pdf", ".docx"}
 """File suffixes (lower-case, with the dot) that `load_file` can read."""
@@ -97,14 +102,62 @@ def load_file(path: Path) -> LoadedDocument:
     if not data:
         raise LoaderError(source, "empty file")
 
-    parsed = loader(data, source, suffix)
+    with _parser_warnings() as warned:
+        parsed = loader(data, source, suffix)
     return LoadedDocument(
         source=source,
         title=parsed.title or path.stem,
         sections=tuple(parsed.sections),
         content_hash=hashlib.sha256(data).hexdigest(),
         encoding=parsed.encoding,
+        warnings=tuple(dict.fromkeys(warned)),
     )
+
+
+# Parsers that log what they mend in a damaged file; their warnings belong to that file's entry
+# in the ingest report, not to the terminal (where they would break the progress bar).
+_PARSER_LOGGERS = ("pypdf", __name__)
+_MAX_WARNINGS_PER_FILE = 20
+
+
+class _ThreadCapture(logging.Handler):
+    """Collects the warnings one thread's parser logs (loaders may run in several threads)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread == self.thread
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.messages) < _MAX_WARNINGS_PER_FILE:
+            self.messages.append(" ".join(record.getMessage().split()))
+
+
+_capturing = [0]
+_capturing_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _parser_warnings() -> Iterator[list[str]]:
+    handler = _ThreadCapture()
+    loggers = [logging.getLogger(name) for name in _PARSER_LOGGERS]
+    with _capturing_lock:
+        _capturing[0] += 1
+        for lg in loggers:
+            lg.addHandler(handler)
+            lg.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        with _capturing_lock:
+            _capturing[0] -= 1
+            for lg in loggers:
+                lg.removeHandler(handler)
+                if not _capturing[0]:
+                    lg.propagate = True
 
 
 # -- plain text ------------------------------------------------------------------------------
@@ -212,6 +265,7 @@ def _html_title(markup: str) -> str | None:
 def _load_docx(data: bytes, source: str, suffix: str) -> _Parsed:
     import docx  # python-docx; unstructured reads DOCX with it too
 
+    _check_unpacked_size(data, source)
     # Opened with python-docx first: it fails fast with a plain reason on a file that is not
     # a Word document, and it is where the document's title lives.
     try:
@@ -235,6 +289,25 @@ def _load_docx(data: bytes, source: str, suffix: str) -> _Parsed:
     if not body:
         raise LoaderError(source, "no text (the document is empty)")
     return _Parsed(_docx_title(core_title, styled), [Section(body)])
+
+
+def _check_unpacked_size(data: bytes, source: str) -> None:
+    """Refuse a DOCX whose members would unpack past ``DOCX_MAX_UNPACKED_BYTES`` (a zip bomb),
+    from the sizes its directory declares, before anything is decompressed. (Python's zipfile
+    stops reading a member at its declared size, so the declaration cannot be outrun.)"""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            total = sum(max(info.file_size, 0) for info in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise LoaderError(source, f"corrupt DOCX (not a readable Word document): {_describe(exc)}") from exc
+    if total > DOCX_MAX_UNPACKED_BYTES:
+        raise LoaderError(
+            source,
+            f"DOCX would unpack to {total / 1e6:,.0f} MB, over the limit of {DOCX_MAX_UNPACKED_BYTES / 1e6:g} MB"
+            " (a zip bomb, or a document made mostly of embedded media); refused without unpacking it",
+        )
 
 
 def _docx_title(core_title: str | None, styled: list[tuple[str, str]]) -> str | None:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag_memory.errors import IngestError, LoaderError
-from rag_memory.home import private_file
 from rag_memory.ingest.chunking import ChunkSettings, TokenChunker
 from rag_memory.ingest.discover import discover, under_roots
 from rag_memory.ingest.manifest import FileRecord, Manifest
 from rag_memory.knowledge_base.embedders import Embedder
 from rag_memory.knowledge_base.store import ChromaStore
+from rag_memory.locking import HomeLock
 from rag_memory.schema import Chunk, FileFailure, IngestReport, LoadedDocument
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,16 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _too_big(size: int, limit: int, old: FileRecord | None) -> str:
+    reason = (
+        f"file is {size / 1e6:.1f} MB, over the size limit of {limit / 1e6:g} MB (setting max_file_mb);"
+        " raise max_file_mb (RAGMEM_MAX_FILE_MB, 0 for no limit) to ingest it"
+    )
+    if old is not None:
+        reason += f"; the previously ingested version ({len(old.chunk_ids)} chunks) is kept"
+    return reason
+
+
 class Ingestor:
     """Sync files into a knowledge-base collection.
 
@@ -72,6 +82,9 @@ class Ingestor:
         chunk_overlap: Tokens shared by neighbouring chunks.
         loader: Turns a path into a ``LoadedDocument`` (raises ``LoaderError`` per file).
         batch_chunks: Chunks embedded and written per step.
+        lock: Held for the whole run (not for a dry run), so that two runs into one collection
+            never interleave: the second waits (see ``rag_memory.locking``).
+        max_file_bytes: Files larger than this are refused with a per-file error (None: no limit).
     """
 
     def __init__(
@@ -85,7 +98,8 @@ class Ingestor:
         chunk_overlap: int = 32,
         loader: Callable[[Path], LoadedDocument] | None = None,
         batch_chunks: int = 256,
-        lock_dir: Path | None = None,
+        lock: HomeLock | None = None,
+        max_file_bytes: int | None = None,
     ) -> None:
         if batch_chunks < 1:
             raise IngestError(f"batch_chunks must be at least 1, got {batch_chunks}")
@@ -96,7 +110,8 @@ class Ingestor:
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
         self.batch_chunks = batch_chunks
-        self.lock_dir = lock_dir
+        self.lock = lock
+        self.max_file_bytes = max_file_bytes
         if loader is None:
             from rag_memory.ingest.loaders import load_file
 
@@ -127,6 +142,7 @@ class Ingestor:
         progress = progress or IngestProgress()
         report = IngestReport(dry_run=dry_run)
         found = discover(paths, include=include, exclude=exclude)
+        report.skipped = [FileFailure(str(p), why) for p, why in found.skipped]
         with self._lock(dry_run):
             if rebuild and not dry_run:
                 self.store.drop()
@@ -149,6 +165,10 @@ class Ingestor:
                 key = str(path)
                 seen.add(key)
                 try:
+                    size = path.stat().st_size
+                    if self.max_file_bytes is not None and size > self.max_file_bytes:
+                        report.failed.append(FileFailure(key, _too_big(size, self.max_file_bytes, records.get(key))))
+                        continue
                     digest = file_hash(path)
                 except OSError as exc:
                     report.failed.append(FileFailure(key, f"cannot read: {exc.strerror or exc}"))
@@ -252,6 +272,7 @@ class Ingestor:
                 continue
             if doc.content_hash != digest:
                 log.info("%s changed while it was being read; indexing what was read", key)
+            report.warnings.extend(FileFailure(key, w) for w in doc.warnings)
             progress.file_done(key)
             yield _Pending(doc, chunks, old)
 
@@ -286,9 +307,15 @@ class Ingestor:
         extra = {MANIFEST_KEY: self.manifest.instance_id}
         self.store.upsert(to_embed, vectors, embedder_id=self.embedder.model_id, extra=extra)
         self.store.delete(stale)
+        # Chunks a changed file kept have the same id and vector, but their place in the file
+        # (index, offsets) and the file's hash changed: rewrite their metadata, embed nothing.
+        kept = [c for p in batch if p.old for c in p.chunks if c.id in set(p.old.chunk_ids)]
+        kept_meta = [{**c.metadata(self.embedder.model_id), **extra} for c in kept]
+        self.store.update_metadata([c.id for c in kept], kept_meta)
         if self.lexical is not None:
             self.lexical.upsert(to_embed, embedder_id=self.embedder.model_id, extra=extra)
             self.lexical.delete(stale)
+            self.lexical.update_metadata([c.id for c in kept], kept_meta)
         now = Manifest.now()
         self.manifest.commit_files(
             FileRecord(p.doc.source, p.doc.content_hash, settings.key, tuple(c.id for c in p.chunks),
@@ -314,21 +341,8 @@ class Ingestor:
 
     @contextlib.contextmanager
     def _lock(self, dry_run: bool):
-        if self.lock_dir is None or dry_run:
+        if self.lock is None or dry_run:
             yield
             return
-        import fcntl
-
-        lock_path = private_file(self.lock_dir / f"ingest-{self.manifest.collection}.lock")
-        with lock_path.open("w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise IngestError(
-                    f"another ingest into collection {self.manifest.collection!r} is running"
-                    f" (lock {lock_path}); wait for it to finish"
-                ) from exc
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with self.lock.hold(f"ingest into collection {self.manifest.collection}"):
+            yield

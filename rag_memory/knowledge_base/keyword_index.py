@@ -224,6 +224,26 @@ class BM25Index:
                 removed += len(rowids)
         return removed
 
+    def update_metadata(self, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> None:
+        """Replace indexed chunks' metadata (and source), keeping their text and terms."""
+        if len(ids) != len(metadatas):
+            raise ValueError(f"{len(ids)} ids, {len(metadatas)} metadatas")
+        with self._lock:
+            if not ids or self._lookup() is None:
+                return
+            docs, _ = self._tables  # type: ignore[misc]
+            try:
+                with self._transaction() as conn:
+                    conn.executemany(
+                        f"UPDATE {docs} SET source = ?, metadata = ? WHERE chunk_id = ?",
+                        [
+                            (str(m.get("source", "")), json.dumps(dict(m), ensure_ascii=False), cid)
+                            for cid, m in zip(ids, metadatas, strict=True)
+                        ],
+                    )
+            except sqlite3.Error as exc:
+                raise self._error("update", exc) from exc
+
     def delete(self, ids: Iterable[str]) -> int:
         """Remove chunks by id; returns how many were indexed."""
         ids = list(ids)

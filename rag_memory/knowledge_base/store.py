@@ -7,8 +7,12 @@ ragmem's own vectors. Cosine distance becomes similarity in ``distance_to_score`
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -16,12 +20,26 @@ from urllib.parse import urlparse
 from rag_memory.errors import EmbedderMismatchError, StoreError
 from rag_memory.home import private_dir, tighten_tree
 from rag_memory.knowledge_base.filters import filter_errors
+from rag_memory.locking import HomeLock
 from rag_memory.schema import Chunk, Hit
 
 log = logging.getLogger(__name__)
 
 EMBEDDER_KEY = "ragmem:embedder"
 DIMENSION_KEY = "ragmem:dimension"
+
+# Embedded Chroma keeps each collection's vector index in the memory of every process that
+# opened it and never reloads it, so a process's view of a collection another process wrote
+# stays stale (count() grows, query() does not), and a stale writer overwrites the other's
+# vectors. Each write under the home's write lock therefore leaves a stamp per collection
+# (``<chroma>/ragmem-stamps/<collection>``: the writing process and a counter); a process that
+# finds a stamp it did not leave re-opens its Chroma system before it reads or writes.
+_STAMP_DIR = "ragmem-stamps"
+_PROCESS = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+_REOPEN_LOCK = threading.RLock()
+_EPOCHS: dict[str, int] = {}  # chroma folder -> how many times this process re-opened it
+_SEEN: dict[tuple[str, str], str | None] = {}  # (chroma folder, collection) -> stamp our view has
+_WRITES = [0]
 
 
 def distance_to_score(distance: float) -> float:
@@ -71,14 +89,19 @@ class ChromaStore:
         url: A Chroma server, e.g. ``http://127.0.0.1:8000``.
     """
 
-    def __init__(self, collection: str, *, path: Path | None = None, url: str | None = None) -> None:
+    def __init__(
+        self, collection: str, *, path: Path | None = None, url: str | None = None, lock: HomeLock | None = None
+    ) -> None:
         if path is None and url is None:
             raise StoreError("ChromaStore needs a path (embedded) or a url (server)")
         self.name = collection
         self.path = path
         self.url = url
+        # Embedded writes take the home's write lock (the home holds the chroma folder).
+        self.lock = None if url else (lock or HomeLock(Path(path).parent))
         self._client = None
         self._collection = None
+        self._epoch = 0
 
     @property
     def location(self) -> str:
@@ -86,12 +109,95 @@ class ChromaStore:
 
     @property
     def client(self):
+        if self._client is not None and self.url is None and self._epoch != _EPOCHS.get(self._key, 0):
+            self._client = self._collection = None  # this process re-opened the folder
         if self._client is None:
-            self._client = chroma_client(path=self.path, url=self.url)
+            if self.url is None and not (self.path / "chroma.sqlite3").exists() and self.lock is not None:
+                # Two processes creating one store at once trip over each other's schema.
+                with self.lock.hold(f"create the store {self.path}"):
+                    self._client = chroma_client(path=self.path, url=self.url)
+            else:
+                self._client = chroma_client(path=self.path, url=self.url)
+            self._epoch = _EPOCHS.get(self._key, 0)
         return self._client
+
+    # -- other processes' writes -------------------------------------------------------
+    @property
+    def _key(self) -> str:
+        return os.path.abspath(self.path) if self.path is not None else ""
+
+    def _stamp_path(self) -> Path:
+        return Path(self.path) / _STAMP_DIR / self.name
+
+    def _read_stamp(self) -> str | None:
+        try:
+            return self._stamp_path().read_text(encoding="ascii").strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _refresh_if_stale(self) -> None:
+        """Re-open this process's Chroma system if another process wrote the collection since
+        this process's view of it was loaded."""
+        if self.url is not None:
+            return
+        key = (self._key, self.name)
+        stamp = self._read_stamp()
+        with _REOPEN_LOCK:
+            if key not in _SEEN:
+                # The view loads now (or loaded with the system): it holds what is stamped now.
+                _SEEN[key] = stamp
+                return
+            if _SEEN[key] == stamp or (stamp or "").startswith(_PROCESS + ":"):
+                return
+            log.debug("collection %r was written by another process; re-opening %s", self.name, self.path)
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            # Drop the cached system without stopping it: a thread still using the old one
+            # finishes on it; the next client for this folder loads the collections afresh.
+            with SharedSystemClient._refcount_lock:
+                SharedSystemClient._identifier_to_system.pop(str(self.path), None)
+            _EPOCHS[self._key] = _EPOCHS.get(self._key, 0) + 1
+            for seen in [k for k in _SEEN if k[0] == self._key]:
+                del _SEEN[seen]
+            _SEEN[key] = stamp
+        self._client = self._collection = None
+
+    def _leave_stamp(self) -> None:
+        _WRITES[0] += 1
+        stamp = f"{_PROCESS}:{_WRITES[0]}"
+        path = self._stamp_path()
+        try:
+            private_dir(path.parent)
+            tmp = path.with_name(f".{path.name}.{_PROCESS}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(stamp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot record a write to %s (%s); other processes may read a stale view", path, exc)
+            return
+        with _REOPEN_LOCK:
+            _SEEN[(self._key, self.name)] = stamp
+
+    @contextlib.contextmanager
+    def _writing(self, doing: str) -> Iterator[None]:
+        """Hold the home's write lock (embedded only) with a fresh view, and stamp the write."""
+        if self.lock is None:
+            yield
+            return
+        with self.lock.hold(doing):
+            self._refresh_if_stale()
+            try:
+                yield
+            finally:
+                self._leave_stamp()
 
     # -- the collection ----------------------------------------------------------------
     def _existing(self):
+        if self.url is None:
+            self._refresh_if_stale()
+        if self._collection is not None and self.url is None and self._epoch != _EPOCHS.get(self._key, 0):
+            self._client = self._collection = None
         if self._collection is None:
             if self.url is None and not (self.path / "chroma.sqlite3").exists():
                 return None  # nothing stored yet; reading must not create the store
@@ -134,21 +240,23 @@ class ChromaStore:
         self.check_embedder(embedder_id, dimension)
         col = self._existing()
         if col is None:
-            col = self.client.get_or_create_collection(
+            with self._writing(f"create collection {self.name}"):
+                col = self.client.get_or_create_collection(
                 self.name,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata={EMBEDDER_KEY: embedder_id, DIMENSION_KEY: dimension},
-                embedding_function=None,
-            )
-            self._collection = col
+                    configuration={"hnsw": {"space": "cosine"}},
+                    metadata={EMBEDDER_KEY: embedder_id, DIMENSION_KEY: dimension},
+                    embedding_function=None,
+                )
+                self._collection = col
         return col
 
     def drop(self) -> bool:
         """Delete the whole collection; True if there was one."""
         if self._existing() is None:
             return False
-        self.client.delete_collection(self.name)
-        self._collection = None
+        with self._writing(f"drop collection {self.name}"):
+            self.client.delete_collection(self.name)
+            self._collection = None
         return True
 
     # -- writes ------------------------------------------------------------------------
@@ -192,31 +300,51 @@ class ChromaStore:
             raise ValueError(f"{len(ids)} ids, {len(texts)} texts, {len(vectors)} vectors, {len(metadatas)} metadatas")
         if not ids:
             return
-        col = self.open_for_writing(embedder_id, len(vectors[0]))
-        step = self._batch_size()
-        for start in range(0, len(ids), step):
-            end = start + step
-            col.upsert(
-                ids=list(ids[start:end]),
-                embeddings=[list(v) for v in vectors[start:end]],
-                documents=list(texts[start:end]),
-                metadatas=[dict(m) for m in metadatas[start:end]],
-            )
-        self._keep_private()
+        with self._writing(f"write {len(ids)} records to {self.name}"):
+            col = self.open_for_writing(embedder_id, len(vectors[0]))
+            step = self._batch_size()
+            for start in range(0, len(ids), step):
+                end = start + step
+                col.upsert(
+                    ids=list(ids[start:end]),
+                    embeddings=[list(v) for v in vectors[start:end]],
+                    documents=list(texts[start:end]),
+                    metadatas=[dict(m) for m in metadatas[start:end]],
+                )
+            self._keep_private()
 
     def _keep_private(self) -> None:
         """Chroma writes its segment files with the umask's mode; the home stays owner-only."""
         if self.url is None and self.path is not None:
             tighten_tree(self.path)
 
+    def update_metadata(self, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> None:
+        """Replace stored records' metadata, keeping their text and vectors."""
+        if len(ids) != len(metadatas):
+            raise ValueError(f"{len(ids)} ids, {len(metadatas)} metadatas")
+        if not ids or self._existing() is None:
+            return
+        with self._writing(f"update {len(ids)} records of {self.name}"):
+            col = self._existing()
+            if col is None:
+                return
+            step = self._batch_size()
+            for start in range(0, len(ids), step):
+                col.update(
+                    ids=list(ids[start : start + step]), metadatas=[dict(m) for m in metadatas[start : start + step]]
+                )
+
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
-        col = self._existing()
-        if not ids or col is None:
+        if not ids or self._existing() is None:
             return
-        step = self._batch_size()
-        for start in range(0, len(ids), step):
-            col.delete(ids=ids[start : start + step])
+        with self._writing(f"delete {len(ids)} records from {self.name}"):
+            col = self._existing()
+            if col is None:
+                return
+            step = self._batch_size()
+            for start in range(0, len(ids), step):
+                col.delete(ids=ids[start : start + step])
 
     # -- reads -------------------------------------------------------------------------
     def count(self) -> int:
@@ -266,12 +394,15 @@ class ChromaStore:
 
     def delete_where(self, where: Mapping[str, Any]) -> int:
         """Delete every record matching a metadata filter; returns how many."""
-        col = self._existing()
-        if col is None:
+        if self._existing() is None:
             return 0
-        with filter_errors(where):
-            ids = col.get(where=dict(where), include=[])["ids"]
-        self.delete(ids)
+        with self._writing(f"delete records from {self.name}"):
+            col = self._existing()
+            if col is None:
+                return 0
+            with filter_errors(where):
+                ids = col.get(where=dict(where), include=[])["ids"]
+            self.delete(ids)
         return len(ids)
 
     @staticmethod

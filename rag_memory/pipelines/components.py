@@ -9,6 +9,7 @@ from rag_memory.ingest.manifest import Manifest
 from rag_memory.knowledge_base.embedders import Embedder, make_embedder
 from rag_memory.knowledge_base.retrievers import DenseRetriever
 from rag_memory.knowledge_base.store import ChromaStore
+from rag_memory.locking import HomeLock
 from rag_memory.schema import StoreStatus
 
 
@@ -29,9 +30,16 @@ class Components:
         return make_embedder(s.embedder, device=s.device, batch_size=s.embed_batch_size, allow_downloads=s.allow_downloads)
 
     @cached_property
+    def write_lock(self) -> HomeLock:
+        """The home's write lock, taken around every embedded Chroma write (see ``rag_memory.locking``)."""
+        return HomeLock(self.settings.home, timeout=self.settings.lock_timeout)
+
+    @cached_property
     def store(self) -> ChromaStore:
         s = self.settings
-        return ChromaStore(s.collection, path=None if s.chroma_url else s.chroma_path, url=s.chroma_url)
+        return ChromaStore(
+            s.collection, path=None if s.chroma_url else s.chroma_path, url=s.chroma_url, lock=self.write_lock
+        )
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -85,7 +93,9 @@ class Components:
         from rag_memory.memory.long_term import LongTermMemory
 
         s = self.settings
-        store = ChromaStore(s.memory_collection, path=None if s.chroma_url else s.chroma_path, url=s.chroma_url)
+        store = ChromaStore(
+            s.memory_collection, path=None if s.chroma_url else s.chroma_path, url=s.chroma_url, lock=self.write_lock
+        )
         return LongTermMemory(
             store, self.embedder, recency_weight=s.memory_recency_weight, half_life_days=s.memory_half_life_days
         )
@@ -119,7 +129,8 @@ class Components:
             lexical=self.lexical,
             chunk_tokens=s.chunk_tokens,
             chunk_overlap=s.chunk_overlap,
-            lock_dir=s.home,
+            lock=HomeLock(s.home, f"ingest-{s.collection}", timeout=s.lock_timeout),
+            max_file_bytes=int(s.max_file_mb * 1_000_000) if s.max_file_mb else None,
         )
 
     def status(self) -> StoreStatus:

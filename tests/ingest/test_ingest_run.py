@@ -101,6 +101,35 @@ def test_changed_file_replaces_only_its_changed_chunks(store_settings, tmp_path)
     consistent(parts)
 
 
+def test_chunks_a_changed_file_keeps_get_their_new_place_and_hash_without_re_embedding(store_settings, tmp_path):
+    tree = tmp_path / "docs"
+    tree.mkdir()
+    paragraphs = [f"Paragraph {i} is about topic {i} and nothing else." for i in range(4)]
+    zh = "第二段讲长城。长城很长。"
+    (tree / "notes.txt").write_text("\n\n".join(paragraphs + [zh]), encoding="utf-8")
+    embedder = CountingEmbedder()
+    parts = parts_for(store_settings.replace(chunk_tokens=16, chunk_overlap=0), embedder)
+    parts.ingestor().run([tree])
+    embedder.embedded.clear()
+    # A new first paragraph shifts every kept chunk: index, offsets and the file's hash change.
+    (tree / "notes.txt").write_text("\n\n".join(["A brand new opening paragraph goes here, long enough to stand alone today.", *paragraphs, zh]),
+                                    encoding="utf-8")
+    parts.ingestor().run([tree])
+    assert embedder.embedded == ["A brand new opening paragraph goes here, long enough to stand alone today."]
+    ids = consistent(parts)
+    from rag_memory.ingest.run import file_hash
+
+    digest = file_hash(tree / "notes.txt")
+    text = (tree / "notes.txt").read_text(encoding="utf-8")
+    for name, records in (("chroma", parts.store.get_records(ids=sorted(ids))),
+                          ("keyword index", parts.lexical.search("paragraph topic 长城", k=50))):
+        metas = sorted((h.metadata for h in records), key=lambda m: m["chunk_index"])
+        assert [m["chunk_index"] for m in metas] == list(range(6)), name
+        assert {m["file_hash"] for m in metas} == {digest}, name
+        for h in records:
+            assert text[h.metadata["start"]:h.metadata["end"]] == h.text, name
+
+
 def test_deleted_file_loses_its_chunks_and_other_roots_are_left_alone(store_settings, tmp_path):
     tree = make_tree(tmp_path / "docs")
     other = tmp_path / "other"
@@ -273,15 +302,15 @@ def test_kill_9_mid_run_then_rerun_leaves_no_duplicates_orphans_or_gaps(settings
     assert report.failed == []
 
 
-def test_a_second_concurrent_ingest_is_refused(settings, tmp_path):
-    import fcntl
+def test_a_second_concurrent_ingest_is_refused_when_it_may_not_wait(settings, tmp_path):
+    from rag_memory.locking import LockTimeout
+    from tests.helpers.locks import lock_held_elsewhere
 
     tree = make_tree(tmp_path / "docs")
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with (settings.home / f"ingest-{settings.collection}.lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        with pytest.raises(IngestError, match="another ingest"):
-            parts_for(settings).ingestor().run([tree])
+    with lock_held_elsewhere(settings.home, f"ingest-{settings.collection}", "ingest into collection knowledge") as pid:
+        with pytest.raises(LockTimeout, match=rf"pid {pid}, ingest into collection knowledge.*lock_timeout"):
+            parts_for(settings.replace(lock_timeout=0)).ingestor().run([tree])
+    assert parts_for(settings).manifest.sources() == []  # nothing was written while refused
 
 
 class LoadCountingEmbedder(CountingEmbedder):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -239,6 +240,54 @@ def test_pdf_encrypted_with_empty_user_password_is_read(tmp_path):
     writer.write(path)
 
     assert load_file(path).sections == (Section("Locked for printing only.", page=1),)
+
+
+@pytest.mark.parametrize("algorithm", ["AES-128", "AES-256"])
+def test_pdf_copy_protected_with_aes_is_read(tmp_path, algorithm):
+    # pypdf needs the cryptography package for AES; without it this was "corrupt PDF: DependencyError".
+    from pypdf import PdfReader, PdfWriter
+
+    plain = write_pdf(tmp_path / "plain.pdf", ["Copy protected with AES."])
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt(user_password="", owner_password="owner", algorithm=algorithm)
+    path = tmp_path / "aes.pdf"
+    writer.write(path)
+
+    assert load_file(path).sections == (Section("Copy protected with AES.", page=1),)
+
+
+def test_pdf_parser_warnings_go_to_the_file_not_the_terminal(tmp_path, caplog):
+    import re
+
+    whole = write_pdf(tmp_path / "whole.pdf", ["Page one survives.", "So does page two."]).read_bytes()
+    path = tmp_path / "bent.pdf"  # a wrong startxref offset: pypdf mends it and warns
+    path.write_bytes(re.sub(rb"startxref\s+(\d+)", lambda m: b"startxref\n%d" % (int(m.group(1)) + 7), whole))
+
+    with caplog.at_level(logging.WARNING):
+        doc = load_file(path)
+
+    assert [s.text for s in doc.sections] == ["Page one survives.", "So does page two."]
+    assert any("startxref" in w for w in doc.warnings)
+    assert not [r for r in caplog.records if r.name.startswith("pypdf")]  # nothing reached the console
+    assert load_file(write_pdf(tmp_path / "fine.pdf", ["Clean."])).warnings == ()
+
+
+def test_docx_that_would_unpack_past_the_limit_is_refused_unopened(tmp_path, monkeypatch):
+    import zipfile
+
+    from rag_memory.ingest import loaders
+
+    path = _docx(tmp_path / "bomb.docx", [("", "Harmless looking text.")])
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/media/zeros.bin", b"\0" * 3_000_000)
+    assert path.stat().st_size < 100_000
+    monkeypatch.setattr(loaders, "DOCX_MAX_UNPACKED_BYTES", 2_000_000)
+    opened = []
+    monkeypatch.setattr("docx.Document", lambda *a, **k: opened.append(a))
+
+    with pytest.raises(LoaderError, match=r"would unpack to [3-9] MB, over the limit of 2 MB.*refused without unpacking") as info:
+        load_file(path)
+    assert info.value.path == str(path) and opened == []
 
 
 def test_pdf_with_user_password_is_reported_as_encrypted(tmp_path):
