@@ -321,12 +321,13 @@ class RagPipeline:
                 yield piece
         timings["generate"] = time.perf_counter() - started
         answer_text = "".join(pieces).strip()
+        # Read now: storing the turn may call the same LLM (the summary), overwriting last_usage.
+        usage = getattr(llm, "last_usage", None) if llm is not None and not abstained else None
 
         with _timed(timings, "store"):
             self._store(user_id, session_id, question, answer_text, statement or abstained or llm is None, recent,
                         fused.history, llm)
 
-        usage = getattr(llm, "last_usage", None) if llm is not None and not abstained else None
         answer = Answer(
             answer=answer_text,
             question=question,

@@ -170,6 +170,30 @@ def test_turns_that_fall_out_of_the_window_are_summarised(kb):
     assert "<summary>" in answer_calls[-1][-1].content  # a data block in the user's message
 
 
+class WordySummariser(RecordingGenerator):
+    """Answers in two pieces, but writes 40-word summaries (the summariser's call comes after)."""
+
+    def stream(self, messages, config=None):
+        if messages[0].role == "user" and "summary" in messages[0].content.lower():
+            self.answer = " ".join(["word"] * 40)
+        else:
+            self.answer = "Ok [1]."
+        yield from super().stream(messages, config)
+
+
+def test_completion_tokens_count_the_answer_not_the_summary_written_after_it(kb):
+    gen = WordySummariser(context_length=900)
+    rag, _ = pipeline(kb, gen)
+    summarised_after = []
+    for i in range(8):
+        before = len(gen.calls)
+        answer = rag.ask(f"Question {i}: what happens to deleted files? {'deleted files chunks ' * 8}",
+                         session_id="long", user_id="sam")
+        summarised_after.append(any(c[0].role == "user" for c in gen.calls[before:]))
+        assert answer.tokens["completion"] == 2, (i, answer.tokens)
+    assert any(summarised_after)  # the summariser really ran after some answers
+
+
 def test_stream_yields_pieces_then_the_answer(kb):
     rag, gen = pipeline(kb, RecordingGenerator("One two three [1]."))
     stream = rag.stream("What happens to deleted files?", session_id="st", user_id="u")
