@@ -111,6 +111,25 @@ def test_retriever_batch_and_ainvoke_agree_with_invoke(rag):
     assert names(batched[1])[0] == "greatwall.txt"
 
 
+def test_a_source_filtered_retriever_works_from_other_threads_and_event_loops(rag, parts):
+    # source_glob reads the manifest (SQLite, opened by the ingest in this thread) from
+    # batch()'s worker threads and ainvoke()'s executor: once a sqlite3.ProgrammingError.
+    assert parts.manifest.sources()  # the connection exists, made in this thread
+    retriever = rag.as_retriever(top_k=3, source_glob="*.txt")
+    queries = [DELETED, "长城有多长？", "ferries boats", "长城"]
+
+    batched = retriever.batch(queries, config={"max_concurrency": 4})
+    awaited = asyncio.run(_gather(retriever, queries))
+
+    assert batched == awaited == [retriever.invoke(q) for q in queries]
+    assert all(set(names(docs)) <= {"boats.txt", "greatwall.txt"} and docs for docs in batched)
+    assert names(batched[1])[0] == "greatwall.txt"
+
+
+async def _gather(retriever, queries):
+    return list(await asyncio.gather(*(retriever.ainvoke(q) for q in queries)))
+
+
 def test_chinese_question_retrieves_the_chinese_chunk_first(rag):
     docs = rag.as_retriever().invoke("长城有多长？")
     assert names(docs)[0] == "greatwall.txt"
