@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag_memory.errors import IngestError, LoaderError
+from rag_memory.faults import checkpoint
 from rag_memory.ingest.chunking import ChunkSettings, TokenChunker
 from rag_memory.ingest.discover import discover, under_roots
 from rag_memory.ingest.manifest import FileRecord, Manifest
@@ -220,6 +221,7 @@ class Ingestor:
                 committed = set(records[path].chunk_ids) if path in records else set()
                 stray = ids - committed
                 self.store.delete(stray)
+                checkpoint("repair")
                 fixed += len(stray)
             self.manifest.clear_pending(pending)
             log.info("repaired an interrupted run: %d stray chunks removed", fixed)
@@ -257,6 +259,7 @@ class Ingestor:
             key = str(path)
             try:
                 doc = self.loader(path)
+                checkpoint("load")
                 chunks = chunker.chunk(doc)
                 if not chunks:
                     raise LoaderError(key, "no text to index")
@@ -295,6 +298,7 @@ class Ingestor:
         self, batch: list[_Pending], settings: ChunkSettings, report: IngestReport, progress: IngestProgress
     ) -> None:
         self.manifest.begin((p.doc.source, [c.id for c in p.chunks]) for p in batch)
+        checkpoint("pending")
         to_embed: list[Chunk] = []
         stale: set[str] = set()
         for p in batch:
@@ -303,17 +307,25 @@ class Ingestor:
             # Chunks a changed file kept are already stored under the same id.
             to_embed.extend(c for c in p.chunks if c.id not in old_ids)
             stale |= old_ids - new_ids
-        vectors = self.embedder.embed_documents([c.text for c in to_embed], progress=progress.chunks_embedded)
+        def embedded(n: int) -> None:
+            checkpoint("embed")
+            progress.chunks_embedded(n)
+
+        vectors = self.embedder.embed_documents([c.text for c in to_embed], progress=embedded)
         extra = {MANIFEST_KEY: self.manifest.instance_id}
         self.store.upsert(to_embed, vectors, embedder_id=self.embedder.model_id, extra=extra)
+        checkpoint("upsert")
         self.store.delete(stale)
+        checkpoint("delete")
         # Chunks a changed file kept have the same id and vector, but their place in the file
         # (index, offsets) and the file's hash changed: rewrite their metadata, embed nothing.
         kept = [c for p in batch if p.old for c in p.chunks if c.id in set(p.old.chunk_ids)]
         kept_meta = [{**c.metadata(self.embedder.model_id), **extra} for c in kept]
         self.store.update_metadata([c.id for c in kept], kept_meta)
+        checkpoint("metadata")
         if self.lexical is not None:
             self.lexical.upsert(to_embed, embedder_id=self.embedder.model_id, extra=extra)
+            checkpoint("keyword-index")
             self.lexical.delete(stale)
             self.lexical.update_metadata([c.id for c in kept], kept_meta)
         now = Manifest.now()
@@ -322,6 +334,7 @@ class Ingestor:
                        p.doc.title, now)
             for p in batch
         )
+        checkpoint("commit")
         for p in batch:
             (report.updated if p.old else report.added).append(p.doc.source)
         report.chunks_added += len(to_embed)
@@ -333,6 +346,7 @@ class Ingestor:
             return
         ids = [cid for p in gone for cid in records[p].chunk_ids]
         self.store.delete(ids)
+        checkpoint("remove")
         if self.lexical is not None:
             self.lexical.delete(ids)
         self.manifest.commit_files([], removed=gone)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rag_memory.errors import ConfigError
+from rag_memory.faults import checkpoint
 from rag_memory.memory.facts import extract_facts
 from rag_memory.memory.history import ChatHistory, SessionInfo, as_utc, check_id
 from rag_memory.memory.long_term import LongTermMemory, MemoryUnit
@@ -159,6 +160,7 @@ class MemoryService:
             if t.answer is not None:
                 rows.append(("assistant", t.answer.strip(), when, None))
         stored = self.history_store.add_many(user_id, session_id, rows)
+        checkpoint("history")
         user_turns = [s for s in stored if s.role == "user"]
         units: list[MemoryUnit] = []
         for t, when, row in zip(turns, whens, user_turns, strict=True):

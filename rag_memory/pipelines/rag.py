@@ -16,6 +16,7 @@ from typing import Any
 
 from rag_memory.config import Settings
 from rag_memory.errors import ConfigError
+from rag_memory.faults import checkpoint
 from rag_memory.generation.base import ChatMessage, GenerationConfig
 from rag_memory.pipelines.components import Components
 from rag_memory.pipelines.fusion import PromptFuser
@@ -318,6 +319,7 @@ class RagPipeline:
         else:
             for piece in llm.stream(fused.messages, config):
                 pieces.append(piece)
+                checkpoint("generate")
                 yield piece
         timings["generate"] = time.perf_counter() - started
         answer_text = "".join(pieces).strip()
@@ -360,6 +362,7 @@ class RagPipeline:
         # wrote it (an abstention or an extract adds nothing a later session could not
         # retrieve again).
         memory.remember_turn(user_id, session_id, question, answer=answer, answer_is_memory=not facts_only)
+        checkpoint("memory")
         # Turns that no longer fit the window are folded into the session's running summary.
         kept_ids = {t.id for t in kept}
         fell_out = [t for t in recent if t.id not in kept_ids]

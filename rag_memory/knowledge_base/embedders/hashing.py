@@ -62,6 +62,6 @@ class HashingEmbedder(Embedder):
 def from_spec(spec: str, *, device: str = "auto", batch_size: int = 64) -> HashingEmbedder:
     """``hashing`` or ``hashing:DIM``."""
     try:
-        return HashingEmbedder(int(spec) if spec else 1024)
+        return HashingEmbedder(int(spec) if spec else 1024, batch_size=batch_size)
     except ValueError as exc:
         raise ConfigError(f"embedder 'hashing:{spec}': the dimension after 'hashing:' must be a number") from exc
