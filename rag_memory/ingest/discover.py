@@ -22,12 +22,15 @@ class Discovery:
     Attributes:
         files: Absolute paths of files to read, each once, in a stable order.
         roots: The absolute inputs; a file that vanished from under a root is removed by sync.
-        skipped: Files passed over (unsupported type, link leaving the root), for the log.
+        skipped: Files passed over (unsupported type, link leaving the root), for the report.
+        unreadable: Entries that look like files but cannot be ingested (a link that loops or
+            points nowhere, a name that is not UTF-8), each with the reason: per-file errors.
     """
 
     files: list[Path] = field(default_factory=list)
     roots: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _matches(rel: str, patterns: Sequence[str]) -> bool:
@@ -41,6 +44,20 @@ def _matches(rel: str, patterns: Sequence[str]) -> bool:
         elif fnmatch.fnmatch(name, pat) or any(fnmatch.fnmatch(part, pat) for part in rel.split("/")[:-1]):
             return True
     return False
+
+
+def printable(path: str | Path) -> str:
+    """A path as text that can be stored, printed and written as JSON: bytes that are not UTF-8
+    (kept by Python as surrogates) are shown escaped, ``caf\\xe9.txt``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _utf8(path: str | Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _inside(path: str, root: str) -> bool:
@@ -64,6 +81,12 @@ def discover(
     by_real: dict[str, int] = {}  # real path -> index in found.files
 
     def add(path: Path, rel: str, explicit: bool, root_real: str | None = None) -> None:
+        if not _utf8(path):
+            # Chroma, SQLite and JSON all need text: such a name cannot be stored as it is.
+            found.unreadable.append(
+                (printable(path), "the file name is not valid UTF-8 (shown escaped); rename the file to ingest it")
+            )
+            return
         real = os.path.realpath(path)
         # A file reached through a link is judged by where it really lives too, so a link
         # cannot smuggle in what --exclude keeps out.
@@ -125,6 +148,10 @@ def discover(
                     found.skipped.append((full, "link leaves the folder"))
                     continue
                 if not full.is_file():
+                    if full.is_symlink() and not full.exists():
+                        found.unreadable.append(
+                            (printable(full), "a symbolic link that loops or points to nothing; fix or remove it")
+                        )
                     continue
                 add(full, rel_dir + name, explicit=False, root_real=root_real)
     return found

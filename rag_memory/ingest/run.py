@@ -20,7 +20,7 @@ from pathlib import Path
 from rag_memory.errors import IngestError, LoaderError
 from rag_memory.faults import checkpoint
 from rag_memory.ingest.chunking import ChunkSettings, TokenChunker
-from rag_memory.ingest.discover import discover, under_roots
+from rag_memory.ingest.discover import discover, printable, under_roots
 from rag_memory.ingest.manifest import FileRecord, Manifest
 from rag_memory.knowledge_base.embedders import Embedder
 from rag_memory.knowledge_base.store import ChromaStore
@@ -143,7 +143,8 @@ class Ingestor:
         progress = progress or IngestProgress()
         report = IngestReport(dry_run=dry_run)
         found = discover(paths, include=include, exclude=exclude)
-        report.skipped = [FileFailure(str(p), why) for p, why in found.skipped]
+        report.skipped = [FileFailure(printable(p), why) for p, why in found.skipped]
+        report.failed.extend(FileFailure(p, why) for p, why in found.unreadable)
         with self._lock(dry_run):
             if rebuild and not dry_run:
                 self.store.drop()

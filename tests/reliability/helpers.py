@@ -36,9 +36,9 @@ def ragmem(home: Path, *args: str, timeout: float = 300, **env: str) -> subproce
     )
 
 
-def components(home: Path) -> Components:
+def components(home: Path, **overrides: Any) -> Components:
     settings = Settings.load({"home": home, "embedder": "hashing:64", "chunk_tokens": 16, "chunk_overlap": 0,
-                              "embed_batch_size": 8})
+                              "embed_batch_size": 8, **overrides})
     return Components(settings, embedder=HashingEmbedder(64))
 
 
