@@ -104,6 +104,10 @@ def _blocks(text: str) -> list[_Block]:
 
     lines = _clean(text).splitlines()
     i = 0
+    fences = [n for n, line in enumerate(lines) if _FENCE.match(line)]
+    if len(fences) % 2 and lines[fences[0]].strip() in ("```", "~~~"):
+        # The chunk starts inside a code block: its first fence closes it.
+        i = fences[0] + 1
     while i < len(lines):
         raw = lines[i]
         line = raw.strip()
@@ -185,10 +189,15 @@ def _sentences_of(block: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+_JSON_FIELD = re.compile(r'^\s*"[^"\n]{1,40}"\s*:')
+
+
 def _is_prose(sentence: str) -> bool:
     """Whether a sentence reads as prose, not a command, a table row or a code fragment."""
     if sentence.startswith(("$", "|", "{", "<", ".venv/", ">>>")):
         return False
+    if _JSON_FIELD.match(sentence) or "\\n" in sentence:
+        return False  # a JSON line or an escaped string: code whose fence the chunk cut off
     cjk = sum(1 for ch in sentence if "\u3400" <= ch <= "\u9fff")
     if cjk >= 4:
         return True

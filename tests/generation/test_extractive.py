@@ -125,3 +125,13 @@ def test_a_question_about_the_user_answers_from_memory_first():
     zh_fact = src(2, "用户叫小明。", kind="memory", memory_kind="fact", score=0.4)
     zh_doc = src(1, "项目的名字叫 ragmem，写在配置文件里。")
     assert ExtractiveAnswerer().answer("我叫什么名字？", [zh_doc, zh_fact]).startswith("用户叫小明。 [2]")
+
+
+def test_json_lines_of_a_fence_cut_off_by_chunking_are_not_prose():
+    # The chunk starts inside a ```json block, so no fence marks it as code.
+    text = (
+        '  "answer": "When you re-ingest a folder, deleted files are removed.",\n'
+        '  "text": "## Using a server\\n\\nBy default the store is embedded.",\n'
+        "}\n```\n\nA Chroma server is named by the chroma_url setting."
+    )
+    assert split_sentences(text) == ["A Chroma server is named by the chroma_url setting."]
