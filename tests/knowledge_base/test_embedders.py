@@ -73,3 +73,10 @@ def test_a_query_asked_twice_is_embedded_once():
     assert e.embed_query("deleted files")[0] != 99.0
     e.embed_query("other")
     assert calls == ["deleted files", "other"]
+
+
+def test_loading_the_model_prints_no_progress_bar(capfd):
+    # The library prints nothing of its own: transformers' "Loading weights" bar stays off.
+    SentenceTransformerEmbedder().warm_up()
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in err and "%|" not in err and out == ""
