@@ -33,3 +33,12 @@ def test_full_width_and_accented_letters_match_their_plain_forms():
 )
 def test_porter_stems_match_the_published_examples(word, stem):
     assert porter_stem(word) == stem
+
+
+def test_question_phrases_of_ordinary_characters_are_dropped_whole():
+    from rag_memory.text.terms import lexical_terms
+
+    assert lexical_terms("周会什么时候开？") == ["周", "会", "周会", "开"]
+    assert "时候" not in lexical_terms("他是什么时候出生的") and "出生" in lexical_terms("他是什么时候出生的")
+    # Outside a question phrase the same characters stay terms.
+    assert "时候" in lexical_terms("小时候的事")
