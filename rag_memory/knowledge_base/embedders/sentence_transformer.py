@@ -9,6 +9,7 @@ from pathlib import Path
 from rag_memory.errors import ConfigError, EmbedderError
 from rag_memory.hub import no_telemetry
 from rag_memory.knowledge_base.embedders.base import Embedder
+from rag_memory.knowledge_base.embedders.prompts import declared_prompts, prompts_for
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,10 @@ class SentenceTransformerEmbedder(Embedder):
         batch_size: Texts per forward pass.
         allow_downloads: Fetch a model id missing from the cache from the hub (the
             ``allow_downloads`` setting; off by default: ``ragmem models pull`` fetches explicitly).
+
+    The query/passage prompts a known family needs (e5's ``query: `` / ``passage: ``, bge's
+    query instruction ...; ``prompts.py``) are applied automatically, or those the model's own
+    config declares.
 
     Example:
         >>> e = SentenceTransformerEmbedder()
@@ -45,6 +50,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.allow_downloads = allow_downloads
         self._model = None
         self._lock = threading.Lock()
+        self.prompts = prompts_for(model)
 
     def _resolve_path(self) -> str:
         if self.model_name in _BUNDLED_NAMES:
@@ -84,6 +90,7 @@ class SentenceTransformerEmbedder(Embedder):
                     f" unless you ask: fetch it once with `ragmem models pull {self.model_name}`, or set"
                     " allow_downloads = true."
                 ) from exc
+            self.prompts = declared_prompts(getattr(model, "prompts", None)) or self.prompts
             log.info("loaded embedder %s on %s", self.model_id, device)
             self._model = model
 
@@ -104,17 +111,22 @@ class SentenceTransformerEmbedder(Embedder):
     @property
     def max_tokens(self) -> int:
         tokenizer = self.model.tokenizer
-        return int(self.model.max_seq_length) - tokenizer.num_special_tokens_to_add(pair=False)
+        prompt = self.count_tokens(self.prompts.passage) if self.prompts.passage else 0
+        return int(self.model.max_seq_length) - tokenizer.num_special_tokens_to_add(pair=False) - prompt
 
     def count_tokens(self, text: str) -> int:
         return len(self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
-    def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+    def _embed_batch(self, texts: list[str], *, prompt: str | None = None) -> list[list[float]]:
         vectors = self.model.encode(
             texts,
+            prompt=self.prompts.passage if prompt is None else prompt,
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
         return vectors.tolist()
+
+    def _embed_query(self, text: str) -> list[float]:
+        return self._embed_batch([text], prompt=self.prompts.query)[0]
