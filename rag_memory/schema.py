@@ -112,6 +112,7 @@ class IngestReport:
     seconds: float = 0.0
     write_seconds: float = 0.0
     dry_run: bool = False
+    notes: list[str] = field(default_factory=list)  # for the user, e.g. the embedder cannot read the corpus
 
     @property
     def chunks_per_second(self) -> float | None:
@@ -140,6 +141,7 @@ class IngestReport:
             "seconds": round(self.seconds, 3),
             "chunks_per_second": None if self.chunks_per_second is None else round(self.chunks_per_second, 1),
             "dry_run": self.dry_run,
+            "notes": self.notes,
             "files": {
                 "added": self.added,
                 "updated": self.updated,

@@ -17,6 +17,7 @@ import typer
 from rag_memory.cli import help as _help
 from rag_memory.cli.eval import eval_app
 from rag_memory.cli.memory import memory_app
+from rag_memory.cli.models import models_app
 from rag_memory.cli.options import (
     EXIT_NOTHING_TO_INGEST,
     EXIT_SOME_FILES_FAILED,
@@ -57,6 +58,7 @@ config_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 app.add_typer(config_app, name="config")
 app.add_typer(memory_app, name="memory", help="List, search, export or forget conversation memory.")
 app.add_typer(eval_app, name="eval", help="Measure retrieval quality on SQuAD, CMRC or your own data.")
+app.add_typer(models_app, name="models", help="List, download (pull) or remove models.")
 app.command()(serve)
 
 def _quiet_model_loading() -> None:
@@ -233,6 +235,7 @@ def status(
     # The keyword index mirrors the store; a differing count is mended by the next ingest.
     data["keyword_index_chunks"] = parts.lexical.count() if settings.lexical_path.exists() else 0
     data["configured_embedder"] = settings.embedder
+    data["embedder_reads"] = _embedder_reads(parts)
     data["home"] = str(settings.home)
     if as_json:
         print_json(data)
@@ -421,7 +424,11 @@ def config_show(
 ) -> None:
     """Print every setting, its value and where the value came from."""
     settings = load_settings(home=home, collection=collection, embedder=embedder, chroma_url=chroma_url)
+    from rag_memory.pipelines.components import Components
+
     rows = settings.show()
+    # Derived, not a setting: what the embedder reads (from its name or embedder_languages).
+    rows.append(("embedder_reads", _embedder_reads(Components(settings)), "embedder, embedder_languages"))
     if as_json:
         print_json({name: {"value": _jsonable(value), "source": src} for name, value, src in rows})
         return
@@ -431,6 +438,12 @@ def config_show(
     for name, value, src in rows:
         table.add_row(name, repr(_jsonable(value)), src)
     stdout().print(table)
+
+
+def _embedder_reads(parts) -> str:
+    from rag_memory.knowledge_base.hybrid import describe_languages
+
+    return f"{describe_languages(parts.embedder_languages)} ({parts.embedder.model_id})"
 
 
 def _jsonable(value: Any) -> Any:

@@ -99,6 +99,8 @@ def print_ingest_report(console: Console, report: IngestReport, show: Callable[[
             console.print(f"  ... and {len(report.skipped) - SKIPPED_SHOWN} more (--json lists them all)")
     elif report.skipped:
         console.print(f"Skipped {len(report.skipped)} files of unsupported types or links (--json lists them).")
+    for note in report.notes:
+        console.print(f"[yellow]Note:[/] {note}", soft_wrap=True, highlight=False)
     if report.chunks_per_second:
         console.print(f"{report.chunks_per_second:,.1f} chunks/s (loading, chunking, embedding and writing)")
 

