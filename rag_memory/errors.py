@@ -12,6 +12,7 @@ Only the CLI turns them into ``Error: ...`` on stderr and an exit code.
     ├── StoreError             the Chroma store or the manifest cannot be opened or written
     ├── IngestError            an ingest run cannot start (bad path, nothing to read)
     ├── GenerationError        the generator cannot be loaded or fails
+    ├── ModelDownloadError     ``ragmem models pull`` could not fetch or verify a model
     └── MemoryStoreError       the conversation memory cannot be read or written
 """
 
@@ -57,6 +58,10 @@ class GenerationError(RagMemoryError):
     """The generator cannot be loaded or failed."""
 
 
+class ModelDownloadError(RagMemoryError):
+    """A model could not be downloaded or failed verification; nothing half-done is usable."""
+
+
 class MemoryStoreError(RagMemoryError):
     """The conversation memory cannot be read or written."""
 
@@ -69,6 +74,7 @@ __all__ = [
     "IngestError",
     "LoaderError",
     "MemoryStoreError",
+    "ModelDownloadError",
     "RagMemoryError",
     "StoreError",
 ]

@@ -23,13 +23,13 @@ log = logging.getLogger(__name__)
 EXTRACTIVE_NOTE = "no language model available"
 # What the CLI prints after an extractive answer (the full reason stays in Answer.notes / --json).
 EXTRACTIVE_SHORT = (
-    "no language model found, so answers are extractive (quoted from your documents); set generator_model"
-    " (--model PATH) or generator_url to generate them."
+    "no language model found, so answers are extractive (quoted from your documents); run `ragmem models pull`"
+    " to download the configured generator, or set generator_model (--model PATH) or generator_url."
 )
 HOW_TO = (
-    "To generate answers, point generator_model at a local model folder (ragmem.toml, RAGMEM_GENERATOR_MODEL"
-    " or --model PATH), or fetch it once with `ragmem models pull NAME`, or set generator_url to an"
-    " OpenAI-compatible server (vLLM, llama.cpp, TGI)."
+    "To generate answers, download the model once with `ragmem models pull` (the configured generator_model;"
+    " see `ragmem models list`), or point generator_model at a local model folder (--model PATH), or set"
+    " generator_url to an OpenAI-compatible server (vLLM, llama.cpp, TGI)."
 )
 
 
@@ -59,10 +59,15 @@ def weights_available(model: str) -> tuple[bool, str]:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
         return False, "huggingface_hub is not installed"
+    from rag_memory.models import is_incomplete, retry_hint
+
     try:
         found = try_to_load_from_cache(model, "config.json")
+        incomplete = is_incomplete(model)
     except Exception as exc:  # a malformed id
         return False, f"{model!r} is neither a folder nor a valid model id ({exc})"
+    if incomplete:
+        return False, f"the download of {model!r} did not finish; run `{retry_hint(model)}` to complete it"
     if isinstance(found, str):
         return True, ""
     return False, f"{model!r} is not a local folder and is not in the Hugging Face cache"
