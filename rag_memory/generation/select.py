@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 EXTRACTIVE_NOTE = "no language model available"
 # What the CLI prints after an extractive answer (the full reason stays in Answer.notes / --json).
 EXTRACTIVE_SHORT = (
-    "no language model found, so answers are extractive (quoted from your documents); run `ragmem models pull`"
-    " to download the configured generator, or set generator_model (--model PATH) or generator_url."
+    "no language model found, so answers are extractive (quoted from your documents); get one with"
+    " `ragmem models pull`, or set generator_model (--model PATH) or generator_url."
 )
 HOW_TO = (
     "To generate answers, download the model once with `ragmem models pull` (the configured generator_model;"

@@ -50,6 +50,7 @@ def test_without_a_model_ask_answers_extractively_with_citations_and_one_note(in
     assert "sync.md" in result.stdout  # the sources list
     notes = [line for line in result.stderr.splitlines() if line.startswith("Note:")]
     assert len(notes) == 1 and "extractive" in notes[0] and "generator_model" in notes[0]
+    assert "ragmem models pull" in notes[0]  # the fix is named
     assert len(notes[0]) < 200  # one short line; the full reason is in --json "notes"
 
 
