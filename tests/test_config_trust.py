@@ -169,3 +169,18 @@ def test_a_named_key_variable_that_is_unset_is_a_clear_error(monkeypatch):
         select_generator(s)
     with pytest.raises(ConfigError, match="environment variable"):
         Settings.load({"generator_api_key_env": "not a name!"})
+
+
+def test_every_setting_that_names_a_server_a_home_or_a_key_variable_is_guarded():
+    """A new setting that points somewhere (a URL, an endpoint, a home, a key variable, a
+    download switch) must join PROJECT_GUARDED, or a cloned project could set it."""
+    import dataclasses
+    import re
+
+    from rag_memory.config import HOME_ONLY
+
+    pointing = re.compile(r"(^home$|_url$|_endpoint$|_host$|_key_env$|download)")
+    names = [f.name for f in dataclasses.fields(Settings) if f.name not in ("sources", "project_file")]
+    risky = {n for n in names if pointing.search(n)}
+    assert risky <= set(PROJECT_GUARDED) | set(HOME_ONLY), risky - set(PROJECT_GUARDED)
+    assert "trusted_folders" in HOME_ONLY
