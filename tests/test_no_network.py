@@ -146,8 +146,8 @@ def test_ingest_search_ask_and_chat_open_no_connection(guarded, tmp_path):
     assert "backup.md" in search.stdout
     ask = guarded("ask", "When does the night train leave?", "--session", "s1")
     assert "22:10" in ask.stdout
-    chat = guarded("chat", "--session", "c1", stdin="Where do visitors park?\n周会什么时候开？\n/exit\n")
-    assert "north lot" in chat.stdout and "周四" in chat.stdout
+    chat = guarded("chat", "--session", "c1", stdin="Where do visitors park?\n周会改到周四几点？\n/exit\n")
+    assert "north lot" in chat.stdout and "下午三点" in chat.stdout
     assert guarded.attempts() == []
 
     # A model missing from the (empty) cache is an error naming the explicit way to fetch it,
