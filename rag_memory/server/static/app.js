@@ -16,7 +16,7 @@ const TEXT = {
     jobQueued: "Ingest queued…", jobRunning: "Ingesting: {done}/{planned} files, {chunks} chunks embedded",
     jobDone: "Ingested: {added} added, {updated} updated, {removed} removed, {unchanged} unchanged, {failed} failed.",
     jobFailed: "Ingest failed: {error}", noIngest: "This server does not ingest through the page (start it with --ingest-root DIR).",
-    you: "You", thinking: "…", error: "Error", cited: "cited", session: "Session",
+    you: "You", thinking: "…", error: "Error", cited: "cited", session: "Session", comma: ", ",
   },
   zh: {
     sessions: "对话", newChat: "新对话", memory: "ragmem 记住的内容", refresh: "刷新",
@@ -31,7 +31,7 @@ const TEXT = {
     jobQueued: "导入已排队…", jobRunning: "正在导入：{done}/{planned} 个文件，已嵌入 {chunks} 个文本块",
     jobDone: "导入完成：新增 {added}，更新 {updated}，删除 {removed}，未变 {unchanged}，失败 {failed}。",
     jobFailed: "导入失败：{error}", noIngest: "此服务器不支持通过页面导入（启动时加 --ingest-root DIR）。",
-    you: "你", thinking: "…", error: "错误", cited: "已引用", session: "对话",
+    you: "你", thinking: "…", error: "错误", cited: "已引用", session: "对话", comma: "，",
   },
 };
 
@@ -291,12 +291,12 @@ async function refreshStatus() {
   const gen = data.generator;
   const q = data.queue;
   $("status-line").textContent = `${kb.documents} ${t("documents")} · ${kb.chunks} ${t("chunks")} · ${t("generator")} ${gen.model}`
-    + ` · ${t("queue")} ${q.running} ${t("running")}, ${q.waiting} ${t("waiting")}`;
+    + ` · ${t("queue")} ${q.running} ${t("running")}${t("comma")}${q.waiting} ${t("waiting")}`;
   const dl = $("kb-status");
   dl.textContent = "";
   const rows = [[t("documents"), kb.documents], [t("chunks"), kb.chunks], [t("embedder"), kb.embedder || "-"],
     [t("generator"), `${gen.backend} · ${gen.model}`], [t("lastIngest"), kb.last_ingest || "-"],
-    [t("queue"), `${q.running} ${t("running")}, ${q.waiting} ${t("waiting")}`]];
+    [t("queue"), `${q.running} ${t("running")}${t("comma")}${q.waiting} ${t("waiting")}`]];
   for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: String(v) }));
   const canIngest = data.ingest_roots.length > 0;
   $("ingest-path").disabled = $("ingest-btn").disabled = !canIngest;
