@@ -26,6 +26,8 @@ class SlowGenerator(Generator):
         self.finished = 0
         self.stopped_early = 0
         self.started = threading.Event()
+        self.hold = threading.Event()  # cleared: the generation pauses at piece 10 until it is set
+        self.hold.set()
 
     @property
     def context_length(self) -> int:
@@ -40,6 +42,8 @@ class SlowGenerator(Generator):
         try:
             for i in range(self.pieces):
                 time.sleep(self.delay)
+                if i == 10:
+                    self.hold.wait(30)
                 yield f" w{i}"
             done = True
         finally:
@@ -121,10 +125,10 @@ def slow_server(tmp_path_factory):
         yield {"url": url, "rag": rag, "generator": generator, "state": app.state.ragmem}
 
 
-def _wait_until(condition, seconds: float = 10.0) -> None:
+def _wait_until(condition, seconds: float = 10.0, explain=lambda: "") -> None:
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
+        assert time.monotonic() < deadline, f"timed out waiting {explain()}"
         time.sleep(0.02)
 
 
@@ -153,14 +157,20 @@ def test_a_client_that_disconnects_mid_stream_stops_its_generation_and_stores_no
 
 def test_a_client_that_gives_up_on_a_non_streamed_answer_stops_its_generation(slow_server):
     gen, state = slow_server["generator"], slow_server["state"]
-    before, gen_started = gen.stopped_early, gen.started
+    before, finished_before, gen_started = gen.stopped_early, gen.finished, gen.started
     gen_started.clear()
-    with httpx.Client(base_url=slow_server["url"], timeout=httpx.Timeout(30, read=0.5)) as c:
-        with pytest.raises(httpx.ReadTimeout):  # the client hangs up after half a second
-            c.post("/api/ask", json={"question": "Ferries across the bay, slowly?", "session_id": "gave-up"})
-    assert gen_started.is_set()
-    _wait_until(lambda: gen.stopped_early == before + 1)
-    _wait_until(lambda: state.queue.status()["running"] == 0)
+    gen.pieces = 3000  # 30 s: far longer than noticing the client left takes, however busy the machine
+    try:
+        with httpx.Client(base_url=slow_server["url"], timeout=httpx.Timeout(30, read=0.5)) as c:
+            with pytest.raises(httpx.ReadTimeout):  # the client hangs up after half a second
+                c.post("/api/ask", json={"question": "Ferries across the bay, slowly?", "session_id": "gave-up"})
+        assert gen_started.wait(10)
+        _wait_until(lambda: gen.stopped_early == before + 1, 20,
+                    lambda: f"(finished {gen.finished}, stopped {gen.stopped_early}, queue {state.queue.status()})")
+        _wait_until(lambda: state.queue.status()["running"] == 0)
+    finally:
+        gen.pieces = 150
+    assert gen.finished == finished_before
     assert slow_server["rag"].components.memory.history(slow_server["rag"].settings.user, "gave-up") == []
 
 
@@ -168,6 +178,7 @@ def test_a_request_past_the_queue_length_gets_503_at_once(slow_server):
     gen = slow_server["generator"]
     with httpx.Client(base_url=slow_server["url"], timeout=30) as c:
         gen.started.clear()
+        gen.hold.clear()  # the first answer stays in its slot until the checks below are done
         result = {}
 
         def ask_long():
@@ -183,6 +194,7 @@ def test_a_request_past_the_queue_length_gets_503_at_once(slow_server):
             r = other.post("/v1/chat/completions", json={"model": "m", "stream": True,
                                                          "messages": [{"role": "user", "content": "Ferries?"}]})
             assert r.status_code == 503
+        gen.hold.set()
         worker.join(30)
         assert result["r"].status_code == 200 and "w149" in result["r"].json()["answer"]
 

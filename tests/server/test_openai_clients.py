@@ -14,14 +14,13 @@ KEY = "carol-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, tiny_chat_model):
     from rag_memory.pipelines.rag import RagPipeline
     from rag_memory.server import ApiKeys, create_app
     from tests.helpers.http_server import uvicorn_server
-    from tests.helpers.tiny_model import build_tiny_chat_model
 
     base = tmp_path_factory.mktemp("server-openai")
-    model = build_tiny_chat_model(base / "model")
+    model = tiny_chat_model
     rag = RagPipeline(server_settings(base / "home", generator="transformers", generator_model=str(model),
                                       device="cpu", max_new_tokens=12))
     rag.ingest([write_corpus(base / "docs")])

@@ -33,15 +33,14 @@ ARTIFACTS = Path(os.environ.get("RAGMEM_TEST_ARTIFACTS", Path(__file__).resolve(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, tiny_chat_model):
     from rag_memory.pipelines.rag import RagPipeline
     from rag_memory.server import ServerOptions, create_app
     from tests.helpers.http_server import uvicorn_server
-    from tests.helpers.tiny_model import build_tiny_chat_model
 
     base = tmp_path_factory.mktemp("server-page")
     write_corpus(base / "docs")
-    model = build_tiny_chat_model(base / "model")
+    model = tiny_chat_model
     rag = RagPipeline(server_settings(base / "home", generator="transformers", generator_model=str(model),
                                       device="cpu", max_new_tokens=24))
     app = create_app(rag, options=ServerOptions(ingest_roots=[base / "docs"]))
@@ -167,6 +166,8 @@ def test_the_page_ingests_answers_in_english_and_chinese_opens_citations_and_for
     # A new chat empties the transcript; the sessions list brings the conversation back.
     by_css(d, "#new-chat")[0].click()
     wait(d, lambda d: not by_css(d, "#messages .msg"), 10)
+    # The list is redrawn for the new chat (which is not in it yet): click once it has been.
+    wait(d, lambda d: by_css(d, "#sessions li[data-session]") and not by_css(d, "#sessions li.active"), 10)
     by_css(d, "#sessions li .text")[0].click()
     wait(d, lambda d: len(by_css(d, "#messages .msg")) == 6, 10)
     assert by_css(d, "#messages .msg.user")[1].text == "长城有多长？"
