@@ -180,6 +180,11 @@ class Settings:
         return self.home / "memory.sqlite3"
 
     @property
+    def cache_path(self) -> Path:
+        """Derived files that can be rebuilt (the ONNX export of the embedder)."""
+        return self.home / "cache"
+
+    @property
     def store_location(self) -> str:
         return self.chroma_url or str(self.chroma_path)
 

@@ -105,7 +105,7 @@ class TransformersGenerator(Generator):
         """Load the tokenizer and the model, or reuse the copy this process already loaded."""
         if self._loaded is not None:
             return
-        from rag_memory.knowledge_base.devices import resolve_device
+        from rag_memory.devices import resolve_device
 
         device = resolve_device(self.requested_device)
         source, local = _locate(self.model_name)
@@ -436,7 +436,7 @@ def _from_pretrained(
         if importlib.util.find_spec("accelerate") is not None:
             model_kwargs["device_map"] = "auto" if device == "cuda" else device
             placed = True
-    from rag_memory.knowledge_base.devices import quiet_model_loading
+    from rag_memory.devices import quiet_model_loading
 
     with quiet_model_loading():
         tokenizer = AutoTokenizer.from_pretrained(source, **common)

@@ -63,7 +63,7 @@ class CrossEncoderReranker:
         with self._lock:
             if self._model is not None:
                 return
-            from rag_memory.knowledge_base.devices import resolve_device
+            from rag_memory.devices import resolve_device
 
             device = resolve_device(self.device)
             local = Path(self.model_name).expanduser().exists()
@@ -71,7 +71,7 @@ class CrossEncoderReranker:
                 no_telemetry()
                 from sentence_transformers import CrossEncoder
 
-                from rag_memory.knowledge_base.devices import quiet_model_loading
+                from rag_memory.devices import quiet_model_loading
 
                 with quiet_model_loading():
                     model = CrossEncoder(

@@ -27,7 +27,10 @@ class Components:
     @cached_property
     def embedder(self) -> Embedder:
         s = self.settings
-        return make_embedder(s.embedder, device=s.device, batch_size=s.embed_batch_size, allow_downloads=s.allow_downloads)
+        return make_embedder(
+            s.embedder, device=s.device, batch_size=s.embed_batch_size, cache_dir=s.cache_path / "onnx",
+            allow_downloads=s.allow_downloads,
+        )
 
     @cached_property
     def write_lock(self) -> HomeLock:

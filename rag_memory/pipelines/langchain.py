@@ -513,7 +513,8 @@ class RagEmbeddings(Embeddings):
 
             s = Settings.load()
             embedder = make_embedder(
-                s.embedder, device=s.device, batch_size=s.embed_batch_size, allow_downloads=s.allow_downloads
+                s.embedder, device=s.device, batch_size=s.embed_batch_size, cache_dir=s.cache_path / "onnx",
+                allow_downloads=s.allow_downloads,
             )
         elif isinstance(embedder, str):
             embedder = make_embedder(embedder, device=device)

@@ -80,3 +80,19 @@ def test_loading_the_model_prints_no_progress_bar(capfd):
     SentenceTransformerEmbedder().warm_up()
     out, err = capfd.readouterr()
     assert "Loading weights" not in err and "%|" not in err and out == ""
+
+
+def test_batches_are_cut_by_token_count_and_vectors_keep_the_input_order():
+    batches = []
+
+    class Recording(HashingEmbedder):
+        def _embed_batch(self, texts):
+            batches.append([self.count_tokens(t) for t in texts])
+            return super()._embed_batch(texts)
+
+    e = Recording(32)
+    e.batch_size = 2
+    texts = ["one", "one two three four five", "长城", "one two three", "a b c d e f g h", "x y"]
+    vectors = e.embed_documents(texts)
+    assert batches == [[8, 5], [3, 2], [2, 1]]  # longest first, neighbours in length together
+    assert vectors == [e.embed_query(t) for t in texts]

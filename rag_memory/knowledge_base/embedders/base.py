@@ -45,6 +45,17 @@ class Embedder(ABC):
         """Tokens ``text`` has for this model (special tokens excluded); needed by ingest's chunker."""
         raise NotImplementedError(f"{type(self).__name__} does not count tokens")
 
+    def count_tokens_batch(self, texts: list[str]) -> list[int]:
+        """``count_tokens`` of each text; backends with a batch tokenizer do it in one call."""
+        return [self.count_tokens(t) for t in texts]
+
+    def _lengths(self, texts: Sequence[str]) -> list[int]:
+        """Sort keys for batching: token counts where the backend counts tokens, else characters."""
+        try:
+            return self.count_tokens_batch(list(texts))
+        except NotImplementedError:
+            return [len(t) for t in texts]
+
     @abstractmethod
     def _embed_batch(self, texts: list[str]) -> list[list[float]]:
         """Vectors (any length-scale; they are normalised afterwards) for a batch of documents."""
@@ -57,6 +68,9 @@ class Embedder(ABC):
     ) -> list[list[float]]:
         """Embed texts for storage.
 
+        Texts are sorted by token count and cut into batches of ``batch_size`` in that order,
+        so a batch pads to lengths close to its own (results come back in the input order).
+
         Args:
             texts: The texts, each within ``max_tokens``.
             progress: Called with the number of texts done after each batch.
@@ -65,13 +79,19 @@ class Embedder(ABC):
             One unit-length vector (``dimension`` floats) per text, in order.
         """
         self.warm_up()
-        out: list[list[float]] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start : start + self.batch_size])
-            out.extend(_normalise(v) for v in self._embed_batch(batch))
+        if not texts:
+            return []
+        lengths = self._lengths(texts)
+        order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
+        out: list[list[float] | None] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            picked = order[start : start + self.batch_size]
+            vectors = self._embed_batch([texts[i] for i in picked])
+            for i, vector in zip(picked, vectors, strict=True):
+                out[i] = _normalise(vector)
             if progress:
-                progress(len(batch))
-        return out
+                progress(len(picked))
+        return out  # type: ignore[return-value]
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query as one unit-length vector.
@@ -94,7 +114,7 @@ class Embedder(ABC):
 
 
 def _normalise(vector: Sequence[float]) -> list[float]:
-    norm = math.sqrt(sum(float(x) * float(x) for x in vector))
+    norm = math.hypot(*vector)
     if norm == 0.0:
         return [float(x) for x in vector]
     return [float(x) / norm for x in vector]

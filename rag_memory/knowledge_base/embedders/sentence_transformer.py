@@ -69,7 +69,7 @@ class SentenceTransformerEmbedder(Embedder):
         with self._lock:
             if self._model is not None:
                 return
-            from rag_memory.knowledge_base.devices import resolve_device
+            from rag_memory.devices import resolve_device
 
             path = self._resolve_path()
             device = resolve_device(self.device)
@@ -78,7 +78,7 @@ class SentenceTransformerEmbedder(Embedder):
                 no_telemetry()
                 from sentence_transformers import SentenceTransformer
 
-                from rag_memory.knowledge_base.devices import quiet_model_loading
+                from rag_memory.devices import quiet_model_loading
 
                 with quiet_model_loading():
                     model = SentenceTransformer(path, device=device, local_files_only=local or not self.allow_downloads)
@@ -116,6 +116,12 @@ class SentenceTransformerEmbedder(Embedder):
 
     def count_tokens(self, text: str) -> int:
         return len(self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def count_tokens_batch(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.model.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(ids) for ids in encoded]
 
     def _embed_batch(self, texts: list[str], *, prompt: str | None = None) -> list[list[float]]:
         vectors = self.model.encode(

@@ -1,8 +1,10 @@
-"""Pick the torch device a model runs on, and load models quietly."""
+"""Pick the device a model runs on, and load models quietly; shared by the embedders, the
+reranker and the generator."""
 
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import contextmanager
 
 from rag_memory.errors import ConfigError
@@ -19,6 +21,19 @@ def resolve_device(device: str) -> str:
     if device not in ("cpu", "mps") and not device.startswith("cuda"):
         raise ConfigError(f"device {device!r} is not known; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def gpu_present() -> bool:
+    """Whether this machine may have an NVIDIA GPU, answered without importing torch.
+
+    Used where importing torch just to ask would cost more than the work (the ONNX embedder
+    on a CPU-only machine): it looks for the NVIDIA driver, and honours CUDA_VISIBLE_DEVICES
+    set to nothing (or -1) as "no GPU". A yes is checked properly by ``resolve_device`` later.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
 
 
 @contextmanager
