@@ -209,7 +209,10 @@ class Ingestor:
                         "chunk_tokens %d is above the embedder's window; chunks are cut at %d",
                         self.chunk_tokens, self.embedder.max_tokens,
                     )
-                chunker = TokenChunker(self.embedder.count_tokens, settings, limit=self.embedder.max_tokens)
+                chunker = TokenChunker(
+                    self.embedder.count_tokens, settings, limit=self.embedder.max_tokens,
+                    count_batch=self.embedder.count_tokens_batch,
+                )
                 self._scripts = {}
                 self._write(changed, chunker, settings, report, progress)
                 warning = self._language_warning()

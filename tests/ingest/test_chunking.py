@@ -141,3 +141,37 @@ def test_the_embedders_window_caps_the_requested_size():
     small = TokenChunker(COUNT, settings, limit=10)
     chunks = small.chunk(doc(Section(" ".join(f"w{i}" for i in range(100)))))
     assert max(COUNT(c.text) for c in chunks) <= 10
+
+
+@pytest.mark.parametrize("size,overlap", [(8, 0), (16, 4), (30, 10), (64, 16)])
+def test_the_batched_splitter_cuts_exactly_like_langchains(size, overlap):
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from rag_memory.ingest.chunking import SEPARATORS
+
+    text = "\n\n".join([EN, ZH, EN + "\n" + ZH, "word " * 50, "长" * 40, EN.replace(" ", "  ")])
+    reference = RecursiveCharacterTextSplitter(
+        separators=SEPARATORS, keep_separator="end", chunk_size=size, chunk_overlap=overlap,
+        length_function=COUNT, strip_whitespace=True,
+    ).split_text(text)
+    ours = chunker(max_tokens=size, overlap=overlap)
+    assert ours._split(text, SEPARATORS, size, overlap) == reference
+
+
+def test_counting_is_batched_and_each_piece_is_counted_once():
+    calls = []
+    counted = []
+
+    def count_batch(texts):
+        calls.append(len(texts))
+        counted.extend(texts)
+        return [COUNT(t) for t in texts]
+
+    settings = ChunkSettings(max_tokens=16, overlap=4, embedder_id="hashing:64")
+    few = TokenChunker(COUNT, settings, count_batch=count_batch)
+    text = (EN + "\n\n" + ZH + "\n\n") * 200
+    chunks = few.chunk(doc(Section(text)))
+    assert chunks and max(COUNT(c.text) for c in chunks) <= 16
+    assert [c.n_tokens for c in chunks] == [COUNT(c.text) for c in chunks]
+    assert len(calls) < len(chunks)  # batches, not one call per piece
+    assert len(counted) == len(set(counted))  # nothing counted twice
