@@ -108,9 +108,14 @@ class IngestReport:
     warnings: list[FileFailure] = field(default_factory=list)  # ingested, but the parser warned
     chunks_added: int = 0
     chunks_removed: int = 0
+    # Chunks an interrupted run had already written, kept instead of embedded again.
+    chunks_resumed: int = 0
     repaired: int = 0
     seconds: float = 0.0
     write_seconds: float = 0.0
+    # Time inside the embedder and the tokens it read (for tokens/s).
+    embed_seconds: float = 0.0
+    tokens_embedded: int = 0
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)  # for the user, e.g. the embedder cannot read the corpus
 
@@ -134,6 +139,7 @@ class IngestReport:
             "unchanged": len(self.unchanged),
             "chunks_added": self.chunks_added,
             "chunks_removed": self.chunks_removed,
+            "chunks_resumed": self.chunks_resumed,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
             "skipped": [{"path": f.path, "reason": f.reason} for f in self.skipped],
             "warnings": [{"path": f.path, "warning": f.reason} for f in self.warnings],

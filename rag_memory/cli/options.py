@@ -110,6 +110,10 @@ def display_path(path: str) -> str:
 # What Ctrl-C prints, per command.
 INTERRUPTED = {
     "": "Interrupted. Nothing is left half-done: the next run picks up where this one stopped.",
+    "ingest": (
+        "Interrupted. Nothing is left half-done. An interrupted ingest keeps every batch it wrote:"
+        " the next `ragmem ingest` embeds only the chunks still missing."
+    ),
     "ask": "Interrupted; the question was not stored.",
     "chat": "Chat ended; the conversation so far is kept.",
 }

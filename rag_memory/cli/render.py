@@ -7,7 +7,14 @@ import time
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from rag_memory.ingest.run import IngestProgress
@@ -15,7 +22,11 @@ from rag_memory.schema import Hit, IngestReport
 
 
 class IngestDisplay(IngestProgress):
-    """A progress bar of files loaded and chunks embedded (with chunks/s) on stderr."""
+    """A progress bar of files loaded and chunks embedded (with chunks/s and the time left) on stderr.
+
+    The chunk total grows as each file is chunked, so a big file shows its total (and an
+    estimate of the time left) as soon as it is cut, long before it is embedded.
+    """
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
@@ -24,6 +35,7 @@ class IngestDisplay(IngestProgress):
         self._chunks = None
         self._started = time.perf_counter()
         self._embedded = 0
+        self._planned = 0
 
     def __enter__(self) -> IngestDisplay:
         if self.enabled:
@@ -33,6 +45,7 @@ class IngestDisplay(IngestProgress):
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
+                TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=True,
             )
@@ -53,6 +66,12 @@ class IngestDisplay(IngestProgress):
     def file_done(self, path: str) -> None:
         if self._progress is not None and self._files is not None:
             self._progress.advance(self._files)
+
+    def chunks_planned(self, n: int) -> None:
+        if self._progress is None or self._chunks is None:
+            return
+        self._planned += n
+        self._progress.update(self._chunks, total=self._planned)
 
     def chunks_embedded(self, n: int) -> None:
         if self._progress is None or self._chunks is None:

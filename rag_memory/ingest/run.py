@@ -1,9 +1,16 @@
 """One ingest run: diff the inputs against the manifest, then load, chunk, embed and store.
 
-Order of writes, per batch of files: mark them pending in the manifest, upsert their new
-chunks, delete their stale chunks, then record their new state and clear the marks in one
-transaction. A run killed anywhere leaves either the old state or pending marks, and the
-next run starts by repairing those, so there are no duplicates, orphans or gaps.
+Three stages overlap: a reader thread loads and chunks files, the calling thread embeds
+batches of chunks (cut across files, so a big file is embedded and written as it goes), and
+a writer thread upserts each batch into Chroma and the keyword index. The embedder releases
+the GIL (ONNX Runtime, torch), so loading and writing hide behind embedding.
+
+Order of writes, per file: mark it pending in the manifest, upsert its new chunks batch by
+batch, then (after its last batch) delete its stale chunks and record its new state, clearing
+the mark, in one transaction. A run killed anywhere leaves the old state plus chunks no record
+claims yet. The next run keeps those (ids are content-derived, so a chunk with the same id has
+the same text and vector) and embeds only what is missing; whatever it does not claim again it
+deletes at the end. So there are no duplicates, orphans or gaps, and no work is done twice.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import contextlib
 import hashlib
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +51,9 @@ class IngestProgress:
     def file_done(self, path: str) -> None:
         """One file was loaded and chunked (or failed)."""
 
+    def chunks_planned(self, n: int) -> None:
+        """``n`` more chunks are to be embedded (called as each file is chunked)."""
+
     def chunks_embedded(self, n: int) -> None:
         """``n`` more chunks were embedded."""
 
@@ -51,6 +63,12 @@ class _Pending:
     doc: LoadedDocument
     chunks: list[Chunk]
     old: FileRecord | None
+    waiting: int = 0  # chunks of this file not yet written
+    begun: bool = False  # its pending mark is (being) written
+    resumed: frozenset[str] = frozenset()  # its chunks an interrupted run already wrote
+
+
+_DONE = object()
 
 
 def file_hash(path: Path) -> str:
@@ -123,6 +141,8 @@ class Ingestor:
 
             loader = load_file
         self.loader = loader
+        self._leftovers: set[str] = set()
+        self._claimed: set[str] = set()
 
     # -- public ------------------------------------------------------------------------
     def run(
@@ -158,8 +178,9 @@ class Ingestor:
                     self.lexical.drop()
             elif not rebuild:
                 self.store.check_embedder(self.embedder.model_id)
+            self._leftovers, self._claimed = set(), set()
             if not dry_run:
-                report.repaired = self.repair()
+                report.repaired = self.repair(keep_written=True)
             # The chunk settings' key needs no model, so an unchanged tree never loads one.
             settings = ChunkSettings(
                 max_tokens=self.chunk_tokens, overlap=self.chunk_overlap, embedder_id=self.embedder.model_id
@@ -220,49 +241,68 @@ class Ingestor:
                     log.warning("%s", warning)
                     report.notes.append(warning)
             self._remove(gone, records, report)
+            report.repaired += self.finish_repair()
             report.write_seconds = time.perf_counter() - write_started
             report.seconds = time.perf_counter() - started
             self.manifest.record_run(report.as_json())
         return report
 
-    def repair(self) -> int:
-        """Undo what an interrupted run left half-done; returns how many chunks it fixed."""
+    def repair(self, *, keep_written: bool = False) -> int:
+        """Undo what an interrupted run left half-done; returns how many chunks or files it fixed.
+
+        Args:
+            keep_written: Keep the chunks an interrupted run wrote but never recorded, so this
+                run can claim them instead of embedding them again; ``finish_repair`` deletes
+                those it did not claim.
+        """
         fixed = 0
         pending = self.manifest.pending()
-        if pending:
-            records = self.manifest.files()
-            for path, ids in pending.items():
-                committed = set(records[path].chunk_ids) if path in records else set()
-                stray = ids - committed
-                self.store.delete(stray)
-                checkpoint("repair")
-                fixed += len(stray)
-            self.manifest.clear_pending(pending)
-            log.info("repaired an interrupted run: %d stray chunks removed", fixed)
-        if not self.store.exists():
-            in_store: set[str] = set()
-        else:
-            in_store = self.store.ids(where={MANIFEST_KEY: self.manifest.instance_id})
+        in_store = self.store.ids(where={MANIFEST_KEY: self.manifest.instance_id}) if self.store.exists() else set()
         records = self.manifest.files()
         known = {cid for r in records.values() for cid in r.chunk_ids}
-        # Chunks this home wrote but no longer records (a crash between the store and the
-        # manifest), and files whose chunks went missing from the store (re-ingested as new).
-        orphans = in_store - known
+        # Chunks this home wrote that no record claims: an interrupted run's batches (under its
+        # pending marks), or a crash between the store and the manifest.
+        leftovers = in_store - known
+        # Files whose chunks went missing from the store are ingested again, as new.
         incomplete = [p for p, r in records.items() if not set(r.chunk_ids) <= in_store]
-        if orphans or incomplete:
-            self.store.delete(orphans)
+        if keep_written:
+            self._leftovers = leftovers
+        elif leftovers:
+            self._delete(leftovers)
+            fixed += len(leftovers)
+        if incomplete:
             self.manifest.forget(incomplete)
-            fixed += len(orphans) + len(incomplete)
+            fixed += len(incomplete)
+        if pending:
+            self.manifest.clear_pending(pending)
+        if leftovers or incomplete or pending:
+            checkpoint("repair")
+        if leftovers or incomplete:
             log.warning(
-                "store and manifest disagreed: removed %d orphan chunks; %d files will be ingested again",
-                len(orphans),
-                len(incomplete),
+                "an earlier run was interrupted: %d chunks it wrote are %s; %d files will be ingested again",
+                len(leftovers), "kept for this run" if keep_written else "removed", len(incomplete),
             )
         if self.lexical is not None:
             # The keyword index mirrors the store: a crash between the two writes, or a
             # collection ingested before the index existed, is mended by copying, not embedding.
             fixed += self.lexical.sync_with(self.store)
         return fixed
+
+    def finish_repair(self) -> int:
+        """Delete the interrupted run's chunks this run did not claim; returns how many."""
+        unclaimed = self._leftovers - self._claimed
+        self._leftovers, self._claimed = set(), set()
+        if unclaimed:
+            self._delete(unclaimed)
+            checkpoint("repair")
+        return len(unclaimed)
+
+    def _delete(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        if ids:
+            self.store.delete(ids)
+            if self.lexical is not None:
+                self.lexical.delete(ids)
 
     # -- internals ---------------------------------------------------------------------
     def _load(
@@ -297,62 +337,164 @@ class Ingestor:
         self, changed: list[tuple[Path, str, FileRecord | None]], chunker: TokenChunker,
         settings: ChunkSettings, report: IngestReport, progress: IngestProgress,
     ) -> None:
-        batch: list[_Pending] = []
-        size = 0
-        for item in self._load(changed, chunker, report, progress):
-            batch.append(item)
-            size += len(item.chunks)
-            if size >= self.batch_chunks:
-                self._flush(batch, settings, report, progress)
-                batch, size = [], 0
-        if batch:
-            self._flush(batch, settings, report, progress)
+        """Read, embed and write at once: reader thread -> this thread -> writer thread."""
+        stop = threading.Event()
+        loaded: queue.Queue = queue.Queue(maxsize=8)
+        writes: queue.Queue = queue.Queue(maxsize=2)
+        failure: list[BaseException] = []
 
-    def _flush(
-        self, batch: list[_Pending], settings: ChunkSettings, report: IngestReport, progress: IngestProgress
+        def read() -> None:
+            try:
+                for item in self._load(changed, chunker, report, progress):
+                    while not stop.is_set():
+                        try:
+                            loaded.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            except BaseException as exc:  # handed to the embedding thread, which raises it
+                failure.append(exc)
+            finally:
+                while True:
+                    try:
+                        loaded.put(_DONE, timeout=0.1)
+                        break
+                    except queue.Full:
+                        if stop.is_set():
+                            return
+
+        def write() -> None:
+            while True:
+                task = writes.get()
+                if task is _DONE:
+                    return
+                if failure:
+                    continue  # drain, so the embedding thread never blocks on a full queue
+                try:
+                    self._store_batch(*task, settings=settings, report=report)
+                except BaseException as exc:
+                    failure.append(exc)
+                    stop.set()
+
+        reader = threading.Thread(target=read, name="ragmem-ingest-reader", daemon=True)
+        writer = threading.Thread(target=write, name="ragmem-ingest-writer")
+        reader.start()
+        writer.start()
+        try:
+            self._embed_loop(loaded, writes, failure, report, progress)
+        finally:
+            stop.set()
+            writes.put(_DONE)
+            writer.join()
+        if failure:
+            raise failure[0]
+
+    def _embed_loop(
+        self, loaded: queue.Queue, writes: queue.Queue, failure: list[BaseException],
+        report: IngestReport, progress: IngestProgress,
     ) -> None:
-        self.manifest.begin((p.doc.source, [c.id for c in p.chunks]) for p in batch)
-        checkpoint("pending")
-        to_embed: list[Chunk] = []
-        stale: set[str] = set()
-        for p in batch:
-            old_ids = set(p.old.chunk_ids) if p.old else set()
-            new_ids = {c.id for c in p.chunks}
-            # Chunks a changed file kept are already stored under the same id.
-            to_embed.extend(c for c in p.chunks if c.id not in old_ids)
-            stale |= old_ids - new_ids
-        self._tally_scripts(to_embed)
+        buffer: list[tuple[_Pending, Chunk]] = []
+        done: list[_Pending] = []  # files with nothing left to embed, waiting for the next write
+        while not failure:
+            item = loaded.get()
+            if item is _DONE:
+                break
+            # Chunks a changed file kept, or an interrupted run already wrote, are in the store.
+            have = set(item.old.chunk_ids) if item.old else set()
+            resumed = {c.id for c in item.chunks if c.id in self._leftovers and c.id not in have}
+            self._claimed |= resumed
+            item.resumed = frozenset(resumed)
+            report.chunks_resumed += len(resumed)
+            todo = [c for c in item.chunks if c.id not in have and c.id not in resumed]
+            item.waiting = len(todo)
+            progress.chunks_planned(len(todo))
+            buffer.extend((item, c) for c in todo)
+            if not todo:
+                done.append(item)
+            while len(buffer) >= self.batch_chunks and not failure:
+                batch, buffer = buffer[: self.batch_chunks], buffer[self.batch_chunks :]
+                self._embed_batch(batch, done, writes, report, progress)
+                done = []
+        if failure:
+            return
+        if buffer or done:
+            self._embed_batch(buffer, done, writes, report, progress)
+
+    def _embed_batch(
+        self, batch: list[tuple[_Pending, Chunk]], done: list[_Pending], writes: queue.Queue,
+        report: IngestReport, progress: IngestProgress,
+    ) -> None:
+        chunks = [c for _, c in batch]
+        self._tally_scripts(chunks)
+
         def embedded(n: int) -> None:
             checkpoint("embed")
             progress.chunks_embedded(n)
 
-        vectors = self.embedder.embed_documents([c.text for c in to_embed], progress=embedded)
+        started = time.perf_counter()
+        vectors = self.embedder.embed_documents([c.text for c in chunks], progress=embedded)
+        report.embed_seconds += time.perf_counter() - started
+        report.tokens_embedded += sum(c.n_tokens or 0 for c in chunks)
+        finished = list(done)
+        begin = []
+        for item, _ in batch:
+            if not item.begun:
+                item.begun = True
+                begin.append(item)
+            item.waiting -= 1
+            if item.waiting == 0:
+                finished.append(item)
+        writes.put((begin, chunks, vectors, finished))
+
+    def _store_batch(
+        self, begin: list[_Pending], chunks: list[Chunk], vectors: list[list[float]], finished: list[_Pending],
+        *, settings: ChunkSettings, report: IngestReport,
+    ) -> None:
+        """Mark the files this batch starts as pending, write the batch, then commit the files
+        whose last chunk it carried."""
         extra = {MANIFEST_KEY: self.manifest.instance_id}
-        self.store.upsert(to_embed, vectors, embedder_id=self.embedder.model_id, extra=extra)
-        checkpoint("upsert")
-        self.store.delete(stale)
+        if begin:
+            self.manifest.begin((p.doc.source, [c.id for c in p.chunks]) for p in begin)
+            checkpoint("pending")
+        if chunks:
+            self.store.upsert(chunks, vectors, embedder_id=self.embedder.model_id, extra=extra)
+            checkpoint("upsert")
+            if self.lexical is not None:
+                self.lexical.upsert(chunks, embedder_id=self.embedder.model_id, extra=extra)
+                checkpoint("keyword-index")
+            report.chunks_added += len(chunks)
+        if not finished:
+            return
+        stale: set[str] = set()
+        for p in finished:
+            old_ids = set(p.old.chunk_ids) if p.old else set()
+            stale |= old_ids - {c.id for c in p.chunks}
+        self._delete(stale)
         checkpoint("delete")
-        # Chunks a changed file kept have the same id and vector, but their place in the file
-        # (index, offsets) and the file's hash changed: rewrite their metadata, embed nothing.
-        kept = [c for p in batch if p.old for c in p.chunks if c.id in set(p.old.chunk_ids)]
+        # Chunks a changed file kept (or an interrupted run wrote) have the same id and vector,
+        # but their place in the file (index, offsets) and the file's hash may have changed:
+        # rewrite their metadata, embed nothing.
+        kept = [
+            c for p in finished for c in p.chunks
+            if c.id in p.resumed or (p.old is not None and c.id in set(p.old.chunk_ids))
+        ]
         kept_meta = [{**c.metadata(self.embedder.model_id), **extra} for c in kept]
-        self.store.update_metadata([c.id for c in kept], kept_meta)
+        if kept:
+            self.store.update_metadata([c.id for c in kept], kept_meta)
         checkpoint("metadata")
-        if self.lexical is not None:
-            self.lexical.upsert(to_embed, embedder_id=self.embedder.model_id, extra=extra)
-            checkpoint("keyword-index")
-            self.lexical.delete(stale)
+        if kept and self.lexical is not None:
             self.lexical.update_metadata([c.id for c in kept], kept_meta)
         now = Manifest.now()
         self.manifest.commit_files(
             FileRecord(p.doc.source, p.doc.content_hash, settings.key, tuple(c.id for c in p.chunks),
                        p.doc.title, now)
-            for p in batch
+            for p in finished
         )
         checkpoint("commit")
-        for p in batch:
+        for p in finished:
             (report.updated if p.old else report.added).append(p.doc.source)
-        report.chunks_added += len(to_embed)
         report.chunks_removed += len(stale)
 
     def _tally_scripts(self, chunks: Sequence[Chunk]) -> None:

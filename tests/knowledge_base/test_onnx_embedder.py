@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from rag_memory.errors import ConfigError, EmbedderError
-from rag_memory.knowledge_base.embedders import SentenceTransformerEmbedder, make_embedder
-from rag_memory.knowledge_base.embedders import onnx_runtime
+from rag_memory.knowledge_base.embedders import SentenceTransformerEmbedder, make_embedder, onnx_runtime
 from rag_memory.knowledge_base.embedders.onnx_runtime import OnnxEmbedder
 
 TEXTS = [
