@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -65,7 +64,7 @@ def prompt_messages(tokenizer, tokens: int):
     return [ChatMessage("system", "Answer from the sources."), ChatMessage("user", text + "\nQuestion: what is ragmem?")]
 
 
-def bare_generate(model, ids, new_tokens: int) -> tuple[float, float, int]:
+def bare_generate(model, ids, new_tokens: int, **extra) -> tuple[float, float, int]:
     import torch
     from transformers.generation.streamers import BaseStreamer
 
@@ -87,7 +86,8 @@ def bare_generate(model, ids, new_tokens: int) -> tuple[float, float, int]:
     start = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens,
-                             do_sample=False, streamer=streamer, pad_token_id=model.generation_config.pad_token_id)
+                             do_sample=False, streamer=streamer, pad_token_id=model.generation_config.pad_token_id,
+                             **extra)
     if model.device.type == "cuda":
         torch.cuda.synchronize()
     total = time.perf_counter() - start
@@ -104,6 +104,16 @@ def ragmem_stream(gen, messages, new_tokens: int) -> tuple[float, float, int]:
             first = time.perf_counter()
     total = time.perf_counter() - start
     return first - start, total, gen.last_usage.completion_tokens
+
+
+def batched(gen, conversations, new_tokens: int) -> tuple[float, float, int]:
+    """One generate for the batch: no first-token time; tokens are the whole batch's."""
+    from rag_memory.generation.base import GenerationConfig
+
+    start = time.perf_counter()
+    gen.generate_batch(conversations, GenerationConfig(max_new_tokens=new_tokens))
+    total = time.perf_counter() - start
+    return 0.0, total, gen.last_usage.completion_tokens
 
 
 def summarise(runs: list[tuple[float, float, int]]) -> dict:
@@ -128,11 +138,18 @@ def measure_shape(name: str, shape: dict, device: str, args) -> tuple[list[dict]
     build_tiny_chat_model(folder, shape=shape, dtype=dtype)
     gen = TransformersGenerator(str(folder), device=device)
     gen.warm_up()
+    static = TransformersGenerator(str(folder), device=device, static_cache=True)
     messages = prompt_messages(gen.tokenizer, args.prompt_tokens)
     ids = gen.encode_messages(messages)
+    batch = [messages] * args.batch
     paths = {
-        "bare model.generate": lambda: bare_generate(gen.model, ids, args.new_tokens),
+        "bare model.generate (eager, dynamic cache)": lambda: bare_generate(gen.model, ids, args.new_tokens),
+        "bare model.generate (static cache; compiled on CUDA)": lambda: bare_generate(
+            gen.model, ids, args.new_tokens, cache_implementation="static"),
         "ragmem stream": lambda: ragmem_stream(gen, messages, args.new_tokens),
+        "ragmem stream (static_cache=True)": lambda: ragmem_stream(static, messages, args.new_tokens),
+        f"ragmem generate_batch x{args.batch}": lambda: batched(static if device == "cuda" else gen, batch,
+                                                                args.new_tokens),
     }
     runs: dict[str, list] = {label: [] for label in paths}
     for fn in paths.values():
@@ -179,6 +196,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--shapes", nargs="*", help=f"any of {', '.join(SHAPES)}")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--batch", type=int, default=4, help="prompts in the batched-generation row")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/generation_latency.json")
     args = parser.parse_args()
 
@@ -189,7 +207,8 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     shapes = args.shapes or (["qwen2-0.5b", "qwen2-1.5b"] if device == "cuda" else ["small-cpu"])
     if device == "cpu":
-        print(f"No CUDA GPU here: measuring {', '.join(shapes)} on the CPU in float32 "
+        print("NOT RUN ON A GPU. "
+              f"No CUDA GPU here: measuring {', '.join(shapes)} on the CPU in float32 "
               f"({torch.get_num_threads()} threads). GPU figures need a CUDA machine.\n")
     rows, folders = [], []
     for name in shapes:
@@ -208,10 +227,22 @@ def main() -> None:
           f"{stage['completion_tokens']} new): {stage['total_ms']} ms")
     for k, v in stage["timings_ms"].items():
         print(f"  {k:15s} {v:9.1f} ms")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_machine import machine_info
+
+    machine = machine_info()
+    machine["gpu"] = torch.cuda.get_device_name(0) if device == "cuda" else None
     result = {
+        "ran_on_gpu": device == "cuda",
+        "note": None if device == "cuda" else (
+            "NOT RUN ON A GPU: no CUDA device on this machine. These are CPU figures of a small shape in"
+            " float32; they say nothing about GPU speed, and no GPU figures are claimed."),
         "device": device,
-        "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "gpu": machine["gpu"],
+        "settings": {"repeats": args.repeats, "threads": torch.get_num_threads(), "new_tokens": args.new_tokens,
+                     "prompt_tokens": args.prompt_tokens, "batch": args.batch, "shapes": shapes,
+                     "decoding": "greedy", "order": "paths interleaved per repeat, median reported"},
+        "machine": machine,
         "rows": rows,
         "ask_by_stage": stage,
     }

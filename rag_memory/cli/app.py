@@ -191,6 +191,7 @@ def search(
     settings = load_settings(home=home, collection=collection, embedder=embedder, chroma_url=chroma_url,
                          top_k=k, min_score=min_score, retrieval_mode=mode, mmr=mmr)
     parts = Components(settings)
+    parts.retriever.prefetch(query)  # the model loads while Chroma is imported
     hits = parts.retriever.retrieve(query, source_glob=source)
     if as_json:
         print_json(

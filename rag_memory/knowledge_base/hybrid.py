@@ -401,6 +401,21 @@ class HybridRetriever:
             raise ConfigError("this retriever cannot filter by source: it was built without a source list")
         return match_sources(self.dense.sources(), source_glob)
 
+    def prefetch(self, query: str) -> threading.Thread | None:
+        """Start embedding ``query`` in the background when this retrieval will need it.
+
+        A fresh ``ragmem search`` process spends most of its start-up importing Chroma; the
+        embedder (ONNX Runtime releases the GIL) loads and embeds the query meanwhile, and
+        ``retrieve`` then finds the vector in the embedder's query cache.
+        """
+        if self.mode == "bm25" or (self.mode == "hybrid" and not self.dense_prior(query)):
+            return None
+        thread = threading.Thread(
+            target=_quietly, args=(self.embedder.embed_query, query), name="ragmem-query-embed", daemon=True
+        )
+        thread.start()
+        return thread
+
     def retrieve(
         self,
         query: str,
@@ -619,3 +634,11 @@ def _annotate(hit: Hit, *, dense: float | None = None, bm25: float | None = None
     meta = dict(hit.metadata)
     meta.update(dense_score=dense, bm25_score=bm25, fused_score=None)
     return _replace(hit, hit.score, meta)
+
+
+def _quietly(func, *args) -> None:
+    """Run ``func`` for its side effect (a warm cache); the foreground call reports any error."""
+    try:
+        func(*args)
+    except Exception:  # noqa: BLE001 - retrieve() embeds again and raises it where it belongs
+        log.debug("background query embedding failed", exc_info=True)
