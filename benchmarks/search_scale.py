@@ -124,7 +124,7 @@ def main() -> None:
             for n in range(start, min(args.chunks, start + batch)):
                 sentence = pool[n % len(pool)]
                 text = f"{sentence} ({n // len(pool) + 1})"
-                digest = hashlib.sha256(text.encode()).hexdigest()
+                digest = hashlib.sha256(f"{n}\x1f{text}".encode()).hexdigest()
                 chunks.append(Chunk(id=digest[:32], text=text, source=f"/bench/file{n // 50:05d}.txt", title="bench",
                                     index=n % 50, start=0, end=len(text), page=None, content_hash=digest,
                                     file_hash="bench", n_tokens=0))

@@ -158,6 +158,7 @@ class IngestJob:
     finished_at: str | None = None
     files_planned: int | None = None
     files_done: int = 0
+    chunks_planned: int = 0
     chunks_embedded: int = 0
     report: dict[str, Any] | None = None
     error: str | None = None
@@ -174,6 +175,7 @@ class IngestJob:
             "progress": {
                 "files_planned": self.files_planned,
                 "files_done": self.files_done,
+                "chunks_planned": self.chunks_planned,
                 "chunks_embedded": self.chunks_embedded,
             },
             "report": self.report,
@@ -192,6 +194,9 @@ class _JobProgress:
 
     def file_done(self, path: str) -> None:
         self.job.files_done += 1
+
+    def chunks_planned(self, n: int) -> None:
+        self.job.chunks_planned += n
 
     def chunks_embedded(self, n: int) -> None:
         self.job.chunks_embedded += n
