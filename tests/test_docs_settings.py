@@ -10,8 +10,9 @@ from rag_memory.config import Settings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 FIELDS = {f.name for f in dataclasses.fields(Settings)} - {"sources"}
-# RAGMEM_* variables that are not settings (read by scripts or by other tools).
-NOT_SETTINGS: set[str] = set()
+# RAGMEM_* variables that are not settings: TRUST_PROJECT is an argument of Settings.load
+# (like --trust-project), read from the environment but never stored as a setting.
+NOT_SETTINGS: set[str] = {"TRUST_PROJECT"}
 
 
 def named_settings(docs: Path = DOCS) -> dict[str, set[str]]:

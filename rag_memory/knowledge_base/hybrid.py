@@ -410,6 +410,9 @@ class HybridRetriever:
         """
         if self.mode == "bm25" or (self.mode == "hybrid" and not self.dense_prior(query)):
             return None
+        if not getattr(self.embedder, "background_safe", False):
+            return None
+        self.embedder.preload_modules()
         thread = threading.Thread(
             target=_quietly, args=(self.embedder.embed_query, query), name="ragmem-query-embed", daemon=True
         )

@@ -92,3 +92,27 @@ def test_onnx_refuses_a_gpu_device_and_a_model_it_cannot_find(tmp_path):
         make_embedder("onnx", device="cuda")
     with pytest.raises(EmbedderError, match="no-such-folder"):
         OnnxEmbedder(str(tmp_path / "no-such-folder"), cache_dir=tmp_path).warm_up()
+
+
+@pytest.mark.slow
+def test_a_fresh_search_process_embeds_the_query_while_chroma_imports(onnx_minilm, onnx_cache, tmp_path):
+    """The prefetch thread and the main thread import nothing at the same time (a numpy
+    circular-import error showed up when they did)."""
+    code = (
+        "import sys\n"
+        "from rag_memory.knowledge_base.embedders.onnx_runtime import OnnxEmbedder\n"
+        "from rag_memory.knowledge_base.hybrid import HybridRetriever\n"
+        f"e = OnnxEmbedder(cache_dir={str(onnx_cache)!r})\n"
+        "assert e.background_safe\n"
+        "class Dense:\n"
+        "    embedder = e\n"
+        "r = HybridRetriever.__new__(HybridRetriever)\n"
+        "r.mode, r.dense = 'dense', Dense()\n"
+        "t = r.prefetch('长城有多长？')\n"
+        "import chromadb\n"
+        "t.join()\n"
+        "assert '长城有多长？' in e._query_cache\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert not OnnxEmbedder(cache_dir=tmp_path).background_safe  # not exported yet: no thread

@@ -26,6 +26,14 @@ class Embedder(ABC):
 
     model_id: str = "embedder"
     batch_size: int = 64
+    # Whether ``warm_up`` and ``embed_query`` may run in a background thread while the caller
+    # imports other packages (after ``preload_modules`` on the calling thread): two threads
+    # importing the same package at once can fail, so a backend says yes only when everything
+    # it imports after ``preload_modules`` is already imported.
+    background_safe: bool = False
+
+    def preload_modules(self) -> None:  # noqa: B027 - most backends need nothing
+        """Import, on the calling thread, what ``warm_up`` and ``embed_query`` will need."""
 
     def warm_up(self) -> None:  # noqa: B027 - a backend without a model has nothing to load
         """Load the model; idempotent."""

