@@ -12,8 +12,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 FIELDS = {f.name for f in dataclasses.fields(Settings)} - {"sources"}
 # RAGMEM_* variables that are not settings: TRUST_PROJECT is an argument of Settings.load
 # (like --trust-project), read from the environment but never stored as a setting; DATA_DIR
-# is where `ragmem eval` finds its data sets.
-NOT_SETTINGS: set[str] = {"TRUST_PROJECT", "DATA_DIR"}
+# is where `ragmem eval` finds its data sets; KILL_AT is the crash tests' kill switch.
+NOT_SETTINGS: set[str] = {"TRUST_PROJECT", "DATA_DIR", "KILL_AT"}
 
 
 def named_settings(docs: Path = DOCS) -> dict[str, set[str]]:
