@@ -42,7 +42,7 @@ def named_settings(docs: Path = DOCS) -> dict[str, set[str]]:
             if not line.startswith("|"):
                 header = None
                 continue
-            if header and re.match(r"\|\s*setting\b", header):
+            if header and re.match(r"\|\s*setting\s*\|", header):  # a column of setting names
                 m = re.match(r"\|\s*`([a-z_][a-z0-9_]*)`", line)
                 if m:
                     add(m.group(1), page.name)

@@ -89,8 +89,11 @@ class Embedder(ABC):
         self.warm_up()
         if not texts:
             return []
-        lengths = self._lengths(texts)
-        order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
+        if len(texts) <= self.batch_size:  # one batch pads to its longest text in any order
+            order = list(range(len(texts)))
+        else:
+            lengths = self._lengths(texts)
+            order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
         out: list[list[float] | None] = [None] * len(texts)
         for start in range(0, len(order), self.batch_size):
             picked = order[start : start + self.batch_size]
