@@ -185,6 +185,10 @@ class Settings:
         return self.home / "cache"
 
     @property
+    def entities_path(self) -> Path:
+        return self.home / "entities.sqlite3"
+
+    @property
     def store_location(self) -> str:
         return self.chroma_url or str(self.chroma_path)
 

@@ -136,3 +136,106 @@ class _EvalProgress:
         if stage not in self._tasks:
             self._tasks[stage] = self._progress.add_task(stage, total=total)
         self._progress.update(self._tasks[stage], completed=done, total=total)
+
+
+@eval_app.command("memory")
+@handles_errors
+def memory(
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="locomo (LoCoMo, 10 conversations).")] = None,
+    conversations: Annotated[
+        Path | None,
+        typer.Option("--conversations", help="Your conversations: ragmem memory-eval JSONL (see docs/benchmarks.md)."),
+    ] = None,
+    longmemeval: Annotated[
+        Path | None, typer.Option("--longmemeval", help="A file in the LongMemEval format (a JSON list).")
+    ] = None,
+    budget: Annotated[int, typer.Option("--budget", help="Memory tokens injected per question.")] = 1000,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="Only the first N conversations.")] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Only these conversations (0-based), e.g. 0-4 or 5,7,9.")
+    ] = None,
+    strategies: Annotated[
+        str | None,
+        typer.Option("--strategies", help="Compare these strategies (comma-separated names, or 'all'); default:"
+                     " the default strategy only."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also draw recall against the token budget per strategy (PNG).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch CPU threads (1 is fastest on a busy machine).")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder holding locomo/ [../shared/data].")] = None,
+    embedder: EmbedderOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay conversations into a fresh memory and score what it would inject per question:
+    evidence recall, any/all-evidence hit, session Hit@1, MRR, tokens, latency p50/p95.
+
+    Nothing is written to your own memory.
+    """
+    from rag_memory.errors import ConfigError
+    from rag_memory.eval.memory import (
+        evaluate_memory,
+        load_longmemeval,
+        load_memory_dataset,
+        load_memory_jsonl,
+        parse_selection,
+        plot_budgets,
+        strategy_set,
+    )
+
+    given = [x for x in (dataset, conversations, longmemeval) if x]
+    if len(given) != 1:
+        raise ConfigError("say what to evaluate: --dataset locomo, --conversations FILE.jsonl or --longmemeval FILE.json")
+    if dataset:
+        data = load_memory_dataset(dataset.lower(), data_dir=data_dir, limit=limit,
+                                   conversations=parse_selection(only) if only else None)
+    elif conversations:
+        data = load_memory_jsonl(conversations, limit=limit)
+    else:
+        data = load_longmemeval(longmemeval, limit=limit)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    settings = _settings(embedder=embedder)
+    chosen = strategy_set(strategies)
+    with _EvalProgress(enabled=not as_json and sys.stderr.isatty()) as bar:
+        result = evaluate_memory(data, settings, budget=budget, strategies=chosen, progress=bar.update,
+                                 budgets=[250, 500, 1000, 2000] if plot else None)
+    if plot:
+        plot_budgets(result, plot)
+    if as_json:
+        _print_json(result.as_json())
+        return
+    from rich.table import Table
+
+    out = _stdout()
+    table = Table(
+        "strategy", "recall", "any", "all", "session hit@1", "MRR", "tokens", "p50 ms", "p95 ms", "cat 5 empty",
+        title=f"{result.dataset}: {result.questions} questions (categories 1-4), {result.conversations} conversations,"
+        f" {result.turns} turns, budget {result.budget} tokens (conversation {result.conversation_tokens:.0f}),"
+        f" embedder {result.embedder}",
+    )
+    for name, m in result.results.items():
+        adv = m["by_category"].get("adversarial", {})
+        table.add_row(
+            name + (" (default)" if name == result.default else ""),
+            *(f"{m[k]:.3f}" for k in ("recall", "any", "all", "session_hit@1", "mrr")),
+            f"{m['tokens_per_question']:.0f}", f"{m['p50_ms']:.1f}", f"{m['p95_ms']:.1f}",
+            f"{adv['nothing_injected']:.2f}" if adv else "-",
+        )
+    out.print(table)
+    cats = Table("category", "questions", "recall", "any", "all", "session hit@1", "MRR",
+                 title=f"by category ({result.default})")
+    for cat, m in result.results[result.default]["by_category"].items():
+        if cat == "adversarial":
+            continue
+        cats.add_row(cat, str(m["questions"]), *(f"{m[k]:.3f}" for k in ("recall", "any", "all", "session_hit@1", "mrr")))
+    out.print(cats)
+    if result.dropped_evidence or result.normalised_evidence:
+        _stderr().print(f"Note: {result.dropped_evidence} malformed or dangling evidence ids dropped,"
+                        f" {result.normalised_evidence} normalised.")
+    if plot:
+        _stderr().print(f"Wrote {plot}.")

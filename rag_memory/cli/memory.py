@@ -289,3 +289,33 @@ def clear_memory(
         print_json({"user": user, "session": session, "turns_deleted": turns, "memories_deleted": memories})
         return
     _console().print(f"Deleted {turns} turns and {memories} long-term memories of {what}.")
+
+
+@memory_app.command("entities")
+@_handles_errors
+def entities_memory(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Whose entities (default: the configured user).",
+                                             show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most entities to show.")] = 50,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the people, places, things and dates a user's memories mention, and what they link to."""
+    settings = _settings(home=home)
+    who = user or settings.user
+    found = _memory(settings).entities(who)
+    shown = found[: max(limit, 0)]
+    if as_json:
+        _print_json({"user": who, "entities": [dataclasses.asdict(e) for e in shown], "total": len(found)})
+        return
+    if not found:
+        _console(stderr=True).print(f"No entities known for user {who!r}.")
+        return
+    from rich.table import Table
+
+    table = Table("entity", "kind", "mentions", "first seen", "last seen", "sessions", "often with",
+                  title=f"Entities of user {who!r} ({len(found)})")
+    for e in shown:
+        table.add_row(e.name, e.kind, str(e.mentions), e.first_seen[:10], e.last_seen[:10], str(len(e.sessions)),
+                      _excerpt(", ".join(f"{name} ({n})" for name, n in e.related[:4]), 60))
+    _console().print(table)

@@ -155,6 +155,13 @@ def language_factor(coverage: float) -> float:
     return min(max((coverage - 1 / 3) * 3, 0.0), 1.0)
 
 
+def dense_prior(query: str, model_id: str, languages: str = "auto", weight: float = DEFAULT_DENSE_WEIGHT) -> float:
+    """The dense share for a query before per-query scaling: ``weight`` scaled by how much of
+    the query is in languages the embedder reads (``language_factor``). Used by the knowledge
+    base and by memory alike."""
+    return weight * language_factor(language_coverage(query, embedder_languages(model_id, languages)))
+
+
 # -- fusion ------------------------------------------------------------------------------------
 
 
@@ -370,8 +377,7 @@ class HybridRetriever:
     def dense_prior(self, query: str) -> float:
         """The dense share for this query before per-query scaling: the base weight, scaled by
         how much of the query is in languages the embedder reads (``language_factor``)."""
-        langs = embedder_languages(self.embedder.model_id, self.languages)
-        return self.dense_weight * language_factor(language_coverage(query, langs))
+        return dense_prior(query, self.embedder.model_id, self.languages, self.dense_weight)
 
     def _ensure_index(self) -> None:
         """Build the BM25 index from the store once, if it is behind (e.g. a collection
@@ -518,12 +524,7 @@ class HybridRetriever:
             weights = {t: 1.0 for t in lexical_terms(query)}
         else:
             weights = self.lexical.term_weights(query)
-        cjk = query_scripts(query)[CJK]
-        return [
-            _with(h, coverage=term_coverage(weights, h.text), phrase=shared_phrase(query, h.text) if cjk else 0,
-                  cjk_share=cjk)
-            for h in hits
-        ]
+        return with_coverage(query, hits, weights)
 
     def _vectors(self, ids: list[str]) -> dict[str, list[float]]:
         """Stored vectors of chunks, for MMR; read from the store, not re-embedded."""
@@ -547,6 +548,18 @@ def _match(score: float | None, ceiling: float) -> float | None:
 
 def _with(hit: Hit, **fields: Any) -> Hit:
     return _replace(hit, hit.score, {**hit.metadata, **fields})
+
+
+def with_coverage(query: str, hits: Sequence[Hit], weights: Mapping[str, float]) -> list[Hit]:
+    """Hits annotated with what ``passes_gate`` reads: ``coverage`` of the query's weighted
+    terms, the longest shared CJK ``phrase`` and the query's ``cjk_share`` (knowledge and
+    memory alike)."""
+    cjk = query_scripts(query)[CJK]
+    return [
+        _with(h, coverage=term_coverage(weights, h.text), phrase=shared_phrase(query, h.text) if cjk else 0,
+              cjk_share=cjk)
+        for h in hits
+    ]
 
 
 def term_coverage(weights: Mapping[str, float], text: str) -> float:

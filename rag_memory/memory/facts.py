@@ -101,6 +101,11 @@ _EN_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         re.compile(r"^i\s+(?:currently\s+|now\s+)?live\s+in\s+(?P<obj>.+)$", re.I),
         lambda m: f"The user lives in {_third(m['obj'])}",
     ),
+    # An update: "I moved (from Leeds) to Porto" means the user lives in Porto now.
+    (
+        re.compile(r"^i(?:'ve|’ve|\s+have)?\s+(?:just\s+|recently\s+)?(?:moved|relocated)\s+(?:from\s+.+?\s+)?to\s+(?P<obj>.+)$", re.I),
+        lambda m: f"The user lives in {_third(m['obj'])}",
+    ),
     (
         re.compile(r"^(?:you\s+can\s+|please\s+)?call\s+me\s+(?P<obj>.+)$", re.I),
         lambda m: f"The user wants to be called {m['obj']}",
@@ -189,6 +194,12 @@ _ZH_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         re.compile(r"^我(?:现在|目前|最近|也)?(?:正)?在(?P<verb>做|研究|开发|写|学习|搞)(?P<obj>.+)$"),
         lambda m: f"用户在{m['verb']}{_zh_third(m['obj'])}",
     ),
+    # An update: "我换到成都工作了" means the user works in Chengdu now.
+    (
+        re.compile(r"^我(?:已经|最近|现在)?(?:换到|调到|转到|搬到|去了)(?P<obj>.{1,30}?)(?P<verb>工作|上班|上学|读书)了?$"),
+        lambda m: f"用户在{m['obj']}{m['verb']}",
+    ),
+    (re.compile(r"^我(?:已经|最近)?(?:搬到|搬去)(?P<obj>.{1,30}?)(?:住)?了?$"), lambda m: f"用户住在{m['obj']}"),
     (re.compile(r"^我(?:现在|目前)?(?P<verb>从事|负责|研究)(?P<obj>.+)$"), lambda m: f"用户{m['verb']}{_zh_third(m['obj'])}"),
     (
         re.compile(r"^我(?:比较|更|很|非常|特别|最|也)?(?P<verb>喜欢|偏好|爱|讨厌|不喜欢|习惯)(?P<obj>.+)$"),

@@ -94,6 +94,7 @@ class LongTermMemory:
         *,
         recency_weight: float = 0.15,
         half_life_days: float = 30.0,
+        keyword=None,
     ) -> None:
         if not 0.0 <= recency_weight <= 1.0:
             raise ConfigError(f"recency_weight must be between 0 and 1, got {recency_weight}")
@@ -103,6 +104,25 @@ class LongTermMemory:
         self.embedder = embedder
         self.recency_weight = recency_weight
         self.half_life_days = half_life_days
+        self.keyword = keyword  # the units' BM25 index (a BM25Index), kept in step on every write
+        self._keyword_synced = False
+
+    def embed_query(self, query: str) -> list[float]:
+        """The query's vector (the embedder remembers its last few queries)."""
+        return self.embedder.embed_query(query)
+
+    def sync_keyword_index(self) -> None:
+        """Bring the keyword index in step with the stored units once per process (units
+        stored before the index existed, or a crash between the two writes)."""
+        if self._keyword_synced or self.keyword is None:
+            return
+        self._keyword_synced = True
+        if not self.store.exists():
+            if self.keyword.count():
+                self.keyword.drop()
+        elif self.keyword.count() != self.store.count():
+            log.info("bringing the memory keyword index in step with %r", self.store.name)
+            self.keyword.sync_with(self.store)
 
     # -- writing -------------------------------------------------------------------------
     def _mismatch(self, exc: EmbedderMismatchError) -> MemoryStoreError:
@@ -144,6 +164,8 @@ class LongTermMemory:
             )
         except EmbedderMismatchError as exc:
             raise self._mismatch(exc) from exc
+        if self.keyword is not None:
+            self.keyword.upsert_records([m.id for m in memories], [m.text for m in memories], metadatas)
         return memories
 
     def remember(
@@ -205,6 +227,13 @@ class LongTermMemory:
         records = [(session_id, "exchange", text, when)]
         records += [(session_id, "fact", fact, when) for fact in extract_facts(question)]
         return self._write(records, user_id)
+
+    def check_embedder(self) -> None:
+        """Refuse to read the collection with another embedder than the one it was built with."""
+        try:
+            self.store.check_embedder(self.embedder.model_id)
+        except EmbedderMismatchError as exc:
+            raise self._mismatch(exc) from exc
 
     # -- reading -------------------------------------------------------------------------
     def recall(
@@ -304,12 +333,16 @@ class LongTermMemory:
             assert where is not None
             ids = sorted(self.store.ids(where))
         self.store.delete(ids)
+        if self.keyword is not None:
+            self.keyword.delete(ids)
         return ids
 
     def clear(self) -> int:
         """Delete every user's memories (the whole collection); returns how many there were."""
         n = self.store.count()
         self.store.drop()
+        if self.keyword is not None:
+            self.keyword.drop()
         return n
 
     def export(self, user_id: str) -> list[dict[str, Any]]:

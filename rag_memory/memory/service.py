@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import re
@@ -26,8 +27,10 @@ from typing import Any
 from rag_memory.errors import ConfigError
 from rag_memory.faults import checkpoint
 from rag_memory.memory.facts import extract_facts
+from rag_memory.memory.graph import EntityGraph
 from rag_memory.memory.history import ChatHistory, SessionInfo, as_utc, check_id
 from rag_memory.memory.long_term import LongTermMemory, MemoryUnit
+from rag_memory.memory.recall import DEFAULT_STRATEGY, RecallStrategy, recall_units
 from rag_memory.schema import Entity, Memory, Turn
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,6 @@ __all__ = ["DEFAULT_BUDGET_TOKENS", "MemoryService", "SpokenTurn", "strip_citati
 DEFAULT_BUDGET_TOKENS = 1000
 MAX_ANSWER_CHARS = 600
 MAX_CONTEXT_CHARS = 300
-CANDIDATES = 50
 
 _CITATION = re.compile(r"\s?\[\d+(?:\s*[,，]\s*\d+)*\]")
 
@@ -82,11 +84,16 @@ class MemoryService:
     Args:
         history: The chat history (every turn of every session).
         long_term: The long-term memory units (and, through it, their keyword index).
+        graph: The per-user entity graph (none: no entity memory).
         budget_tokens: Default memory budget per question, in tokens.
         count_tokens: Counts a text's tokens for the budget (default: an estimate that counts
             each CJK character as a token and four other characters as one).
         top_k: Most memories a recall returns, whatever the budget.
-        min_score: The relevance gate: memories scoring below it are not recalled.
+        min_score: The relevance gate's cosine: a unit passes when its cosine similarity is at
+            least this (where the embedder reads the question's language) or its BM25 match
+            is strong enough (``hybrid.passes_gate``).
+        strategy: How units are ranked (``RecallStrategy``; the default is what ``ask`` uses).
+        languages: Which scripts the embedder reads (the ``embedder_languages`` setting).
     """
 
     def __init__(
@@ -94,10 +101,13 @@ class MemoryService:
         history: ChatHistory,
         long_term: LongTermMemory,
         *,
+        graph: EntityGraph | None = None,
         budget_tokens: int = DEFAULT_BUDGET_TOKENS,
         count_tokens: Callable[[str], int] | None = None,
         top_k: int = 50,
-        min_score: float | None = None,
+        min_score: float = 0.3,
+        strategy: RecallStrategy = DEFAULT_STRATEGY,
+        languages: str = "auto",
     ) -> None:
         if budget_tokens < 0:
             raise ConfigError(f"memory budget must be 0 tokens or more, got {budget_tokens}")
@@ -105,9 +115,13 @@ class MemoryService:
             raise ConfigError(f"memory top_k must be 0 or more, got {top_k}")
         self.history_store = history
         self.long_term = long_term
+        self.graph = graph
         self.budget_tokens = budget_tokens
         self.top_k = top_k
         self.min_score = min_score
+        self.strategy = strategy
+        self.languages = languages
+        self.last_timings: dict[str, float] = {}
         if count_tokens is None:
             from rag_memory.generation.openai_compatible import approximate_tokens
 
@@ -179,13 +193,30 @@ class MemoryService:
             before = f"{label}: {text}"
             if t.answer:
                 before = f"Assistant: {t.answer.strip()}"
-        return self.long_term.write_units(user_id, units)
+        stored_units = self.long_term.write_units(user_id, units)
+        self._index_entities(user_id, stored_units, speakers={t.speaker for t in turns if t.speaker})
+        return stored_units
+
+    def _index_entities(self, user_id: str, memories: Sequence[Memory], *, speakers: set[str] = frozenset()) -> None:
+        if self.graph is None:
+            return
+        from rag_memory.memory.graph import UnitMentions
+        from rag_memory.text.entities import extract_entities
+
+        units = [
+            UnitMentions(m.id, m.session_id, m.turn, m.created_at,
+                         tuple(extract_entities(m.text, when=as_utc(m.created_at), speakers=speakers)))
+            for m in memories
+        ]
+        self.graph.add(user_id, units)
 
     def remember(
         self, user_id: str, session_id: str, text: str, *, kind: str = "fact", created_at: datetime | str | None = None
     ) -> Memory:
         """Store one memory unit directly (a fact or a summary), without a history turn."""
-        return self.long_term.remember(user_id, session_id, text, kind=kind, created_at=created_at)
+        memory = self.long_term.remember(user_id, session_id, text, kind=kind, created_at=created_at)
+        self._index_entities(user_id, [memory])
+        return memory
 
     # -- recalling -----------------------------------------------------------------------
     def recall(
@@ -210,11 +241,37 @@ class MemoryService:
         budget = self.budget_tokens if budget_tokens is None else budget_tokens
         if budget <= 0 or self.top_k == 0:
             return []
-        ranked = self.long_term.recall(
-            user_id, query, k=max(CANDIDATES, self.top_k), min_score=self.min_score,
-            exclude_session=exclude_session, now=now,
-        )
+        ranked = self.rank(user_id, query, exclude_session=exclude_session, now=now)
         return self.pack(ranked, budget)[: self.top_k]
+
+    def rank(
+        self, user_id: str, query: str, *, exclude_session: str | None = None, now: datetime | str | None = None
+    ) -> list[Memory]:
+        """Every gated candidate for ``query``, best first, before the budget (``recall`` packs these)."""
+        return self._rank(user_id, query, self.strategy, exclude_session=exclude_session, now=now)
+
+    def _rank(
+        self, user_id: str, query: str, strategy: RecallStrategy, *, exclude_session: str | None = None,
+        now: datetime | str | None = None,
+    ) -> list[Memory]:
+        check_id("user_id", user_id)
+        if not isinstance(query, str) or not query.strip() or not self.long_term.store.exists():
+            return []
+        self.long_term.check_embedder()
+        timings: dict[str, float] = {}
+        ranked = recall_units(
+            self.long_term, user_id, query, strategy, exclude_session=exclude_session,
+            now=as_utc(now), dense_gate=self.min_score, languages=self.languages, timings=timings,
+            graph=self.graph,
+        )
+        self.last_timings = timings
+        return ranked
+
+    def with_strategy(self, strategy: RecallStrategy) -> MemoryService:
+        """The same memory, recalled by another strategy (for comparisons such as ``ragmem eval memory``)."""
+        other = copy.copy(self)
+        other.strategy = strategy
+        return other
 
     def pack(self, memories: Sequence[Memory], budget_tokens: int) -> list[Memory]:
         """The best memories that fit ``budget_tokens`` together, in rank order; a unit that
@@ -231,7 +288,7 @@ class MemoryService:
         """The user's memories ranked for ``query`` (no gate, no budget), best first."""
         if k <= 0:
             raise ConfigError(f"k must be at least 1, got {k}")
-        hits = self.long_term.recall(user_id, query, k=k * (4 if session_id else 1))
+        hits = self._rank(user_id, query, self.strategy.but(gate=False))
         if session_id is not None:
             hits = [m for m in hits if m.session_id == session_id]
         return hits[:k]
@@ -270,7 +327,7 @@ class MemoryService:
     def entities(self, user_id: str) -> list[Entity]:
         """The people, places, things and dates the user's memories mention, most mentioned first."""
         check_id("user_id", user_id)
-        return []
+        return self.graph.entities(user_id) if self.graph is not None else []
 
     def export(self, user_id: str | None, session_id: str | None = None) -> dict[str, Any]:
         """Turns, summaries, long-term memories and entities (of one user / session) as JSON-ready data."""
@@ -306,6 +363,11 @@ class MemoryService:
         """
         check_id("user_id", user_id)
         ids = self.long_term.forget_ids(user_id, session_id=session_id, memory_id=memory_id)
+        if self.graph is not None:
+            if session_id is None and memory_id is None:
+                self.graph.forget_user(user_id)
+            else:
+                self.graph.remove(user_id, ids)
         if history and memory_id is None:
             self.history_store.delete(user_id, session_id)
         return len(ids)
@@ -313,10 +375,14 @@ class MemoryService:
     def clear(self) -> int:
         """Delete every user's history, memories and entities; returns the memory units deleted."""
         self.history_store.clear()
+        if self.graph is not None:
+            self.graph.clear()
         return self.long_term.clear()
 
     def close(self) -> None:
         self.history_store.close()
+        if self.graph is not None:
+            self.graph.close()
 
 
 def memory_json(memory: Memory, *, scored: bool = False) -> dict[str, Any]:

@@ -99,8 +99,11 @@ class Components:
         store = ChromaStore(
             s.memory_collection, path=None if s.chroma_url else s.chroma_path, url=s.chroma_url, lock=self.write_lock
         )
+        from rag_memory.knowledge_base.keyword_index import BM25Index
+
         return LongTermMemory(
-            store, self.embedder, recency_weight=s.memory_recency_weight, half_life_days=s.memory_half_life_days
+            store, self.embedder, recency_weight=s.memory_recency_weight, half_life_days=s.memory_half_life_days,
+            keyword=BM25Index(s.lexical_path, s.memory_collection),
         )
 
     @cached_property
@@ -109,9 +112,11 @@ class Components:
         from rag_memory.memory.service import MemoryService
 
         s = self.settings
+        from rag_memory.memory.graph import EntityGraph
+
         return MemoryService(
-            self.history, self.long_term, budget_tokens=s.memory_budget_tokens, top_k=s.memory_top_k,
-            min_score=s.memory_min_score,
+            self.history, self.long_term, graph=EntityGraph(s.entities_path), budget_tokens=s.memory_budget_tokens,
+            top_k=s.memory_top_k, min_score=s.memory_min_score, languages=s.embedder_languages,
         )
 
     @cached_property

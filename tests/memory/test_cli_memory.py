@@ -163,3 +163,22 @@ def test_search_with_an_empty_query_is_an_error(query):
     result = run("search", query)
     assert result.exit_code != 0
     assert "the query is empty" in result.output
+
+
+def test_entities_lists_the_users_graph_as_json_and_table(ragmem_home):
+    from rag_memory.pipelines.components import Components
+
+    memory = Components(Settings.load({})).memory
+    memory.remember_turn("alice", "a1", "Caroline and I visited Porto in June 2023.", created_at=WHEN)
+    memory.remember_turn("alice", "a2", "我和张伟去了成都。", created_at=WHEN)
+    memory.close()
+    data = run_json("entities", "--user", "alice")
+    names = {e["name"]: e for e in data["entities"]}
+    assert {"Caroline", "Porto", "2023-06", "张伟", "成都"} <= set(names)
+    assert names["Porto"]["kind"] == "place" and names["Porto"]["sessions"] == ["a1"]
+    assert ["Caroline", 1] in names["Porto"]["related"]
+    table = run("entities", "--user", "alice")
+    assert table.exit_code == 0 and "Porto" in table.stdout and "成都" in table.stdout
+    assert "No entities" in run("entities", "--user", "nobody").stderr
+    forgot = run_json("forget", "--user", "alice")
+    assert forgot["memories_deleted"] >= 2 and run_json("entities", "--user", "alice")["entities"] == []
