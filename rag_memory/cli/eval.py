@@ -199,7 +199,7 @@ def memory(
         import torch
 
         torch.set_num_threads(threads)
-    settings = _settings(embedder=embedder)
+    settings = load_settings(embedder=embedder)
     chosen = strategy_set(strategies)
     with _EvalProgress(enabled=not as_json and sys.stderr.isatty()) as bar:
         result = evaluate_memory(data, settings, budget=budget, strategies=chosen, progress=bar.update,
@@ -207,11 +207,11 @@ def memory(
     if plot:
         plot_budgets(result, plot)
     if as_json:
-        _print_json(result.as_json())
+        print_json(result.as_json())
         return
     from rich.table import Table
 
-    out = _stdout()
+    out = stdout()
     table = Table(
         "strategy", "recall", "any", "all", "session hit@1", "MRR", "tokens", "p50 ms", "p95 ms", "cat 5 empty",
         title=f"{result.dataset}: {result.questions} questions (categories 1-4), {result.conversations} conversations,"
@@ -235,7 +235,7 @@ def memory(
         cats.add_row(cat, str(m["questions"]), *(f"{m[k]:.3f}" for k in ("recall", "any", "all", "session_hit@1", "mrr")))
     out.print(cats)
     if result.dropped_evidence or result.normalised_evidence:
-        _stderr().print(f"Note: {result.dropped_evidence} malformed or dangling evidence ids dropped,"
+        stderr().print(f"Note: {result.dropped_evidence} malformed or dangling evidence ids dropped,"
                         f" {result.normalised_evidence} normalised.")
     if plot:
-        _stderr().print(f"Wrote {plot}.")
+        stderr().print(f"Wrote {plot}.")

@@ -292,7 +292,7 @@ def clear_memory(
 
 
 @memory_app.command("entities")
-@_handles_errors
+@handles_errors
 def entities_memory(
     user: Annotated[str | None, typer.Option("--user", "-u", help="Whose entities (default: the configured user).",
                                              show_default=False)] = None,
@@ -306,7 +306,7 @@ def entities_memory(
     found = _memory(settings).entities(who)
     shown = found[: max(limit, 0)]
     if as_json:
-        _print_json({"user": who, "entities": [dataclasses.asdict(e) for e in shown], "total": len(found)})
+        print_json({"user": who, "entities": [dataclasses.asdict(e) for e in shown], "total": len(found)})
         return
     if not found:
         _console(stderr=True).print(f"No entities known for user {who!r}.")

@@ -54,6 +54,11 @@ class MemoryUnit:
     context: str | None = None
 
 
+def scope(user_id: str) -> str:
+    """The keyword index's ``source`` of a user's units: BM25 searches one user's units only."""
+    return f"user:{user_id}"
+
+
 def memory_id(user_id: str, session_id: str, kind: str, text: str, created_at: str) -> str:
     """The content-derived id of a memory: the same memory written twice is stored once."""
     key = "\x1f".join((user_id, session_id, kind, text, created_at))
@@ -122,7 +127,15 @@ class LongTermMemory:
                 self.keyword.drop()
         elif self.keyword.count() != self.store.count():
             log.info("bringing the memory keyword index in step with %r", self.store.name)
-            self.keyword.sync_with(self.store)
+            wanted, have = self.store.ids(), self.keyword.ids()
+            self.keyword.delete(have - wanted)
+            missing = sorted(wanted - have)
+            for start in range(0, len(missing), 1000):
+                records = self.store.get_records(ids=missing[start : start + 1000])
+                self.keyword.upsert_records(
+                    [h.chunk_id for h in records], [h.text for h in records],
+                    [{**h.metadata, "source": scope(str(h.metadata.get("user_id", "")))} for h in records],
+                )
 
     # -- writing -------------------------------------------------------------------------
     def _mismatch(self, exc: EmbedderMismatchError) -> MemoryStoreError:
@@ -149,7 +162,7 @@ class LongTermMemory:
             memories.append(Memory(mid, user_id, unit.session_id, unit.text, unit.kind, iso, turn=unit.turn))
             meta: dict[str, Any] = {
                 "user_id": user_id, "session_id": unit.session_id, "kind": unit.kind, "created_at": iso,
-                "created_ts": unit.created_at.timestamp(),
+                "created_ts": unit.created_at.timestamp(), "source": scope(user_id),
             }
             if unit.turn:
                 meta["turn"] = unit.turn

@@ -126,7 +126,11 @@ def recall_units(
     if strategy.mode in ("hybrid", "bm25") and long_term.keyword is not None:
         t = time.perf_counter()
         long_term.sync_keyword_index()
-        lexical = long_term.keyword.search(query, pool, where=where)
+        from rag_memory.memory.long_term import scope
+
+        lexical = long_term.keyword.search(query, pool * 2 if exclude_session else pool, [scope(user_id)])
+        if exclude_session is not None:
+            lexical = [h for h in lexical if h.metadata.get("session_id") != exclude_session][:pool]
         timings["bm25"] = time.perf_counter() - t
     if strategy.mode == "dense" or (strategy.mode == "hybrid" and (prior or len(lexical) < pool)):
         t = time.perf_counter()

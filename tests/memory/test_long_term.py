@@ -45,7 +45,7 @@ def test_remember_stores_metadata_and_a_content_derived_id(memory):
     [hit] = memory.store.get_records(ids=[m.id])
     assert hit.metadata == {
         "user_id": "alice", "session_id": "s1", "kind": "fact",
-        "created_at": "2024-05-31T12:00:00+00:00", "created_ts": days_ago(1).timestamp(),
+        "created_at": "2024-05-31T12:00:00+00:00", "created_ts": days_ago(1).timestamp(), "source": "user:alice",
     }
 
 
