@@ -146,6 +146,8 @@ def recall_units(
     if hits:
         weights = (long_term.keyword.term_weights(query) if long_term.keyword is not None
                    else {t: 1.0 for t in lexical_terms(query)})
+        # "What did I say about X": the talk about talking is not what the memory must hold.
+        weights = {t: w for t, w in weights.items() if t not in _META_TERMS} or weights
         hits = with_coverage(query, hits, weights)
     hits = [_with(h, dense_prior=prior) for h in hits]
     now_dt = as_utc(now)
@@ -247,6 +249,16 @@ def _fact_form(text: str) -> str:
     if re.search(r"[\u4e00-\u9fff]", text):
         return text[:3] + ("…" + text[-3:] if len(text) > 6 else "")
     return " ".join(text.split()[:3])
+
+
+def _meta_terms() -> frozenset[str]:
+    from rag_memory.text.terms import lexical_terms
+
+    words = "say said tell told ask asked mention mentioned talk talked remember discussed user"
+    return frozenset(lexical_terms(words)) | {"说", "说过", "提到", "讲", "问", "聊", "聊过"}
+
+
+_META_TERMS = _meta_terms()
 
 
 def _when(hit: Hit, now: datetime) -> datetime:
