@@ -159,12 +159,16 @@ def recall_units(
         cue = time_cue(query, now_dt)
     if strategy.gate:
         # A unit said in the period the question names needs less lexical evidence.
-        hits = [
-            h for h in hits
+        passed = {
+            h.chunk_id for h in hits
             if passes_gate(h, dense_gate, MEMORY_GATE)
             or (cue is not None and cue.periods and cue.covers(_when(h, now_dt))
                 and passes_gate(h, dense_gate * PERIOD_GATE_SHARE, PERIOD_GATE))
-        ]
+        }
+        # A fact stands or falls with the turn it was taken from.
+        passed_turns = {h.metadata.get("turn") for h in hits if h.chunk_id in passed and h.metadata.get("turn")}
+        hits = [h for h in hits if h.chunk_id in passed
+                or (h.metadata.get("kind") == "fact" and h.metadata.get("turn") in passed_turns)]
 
     hits = [h for h in hits if h.metadata.get("user_id") == user_id]  # the filter ensures it; never trust one line
     if strategy.entities and graph is not None and hits:
@@ -187,6 +191,11 @@ def recall_units(
                 position = (created - lo) / (hi - lo)
                 score += ORDER_BOOST * (position if cue.order == "newest" else 1 - position)
         out.append(_memory(h, score))
+    # A fact reads right in a later prompt ("The user's name is …"): it goes just ahead of
+    # the turn it was taken from.
+    best_turn = {m.turn: m.score for m in out if m.kind == "turn" and m.turn}
+    out = [replace(m, score=max(m.score, best_turn[m.turn] + 1e-6)) if m.kind == "fact" and m.turn in best_turn
+           else m for m in out]
     out.sort(key=lambda m: (-m.score, m.created_at))
     out = _dedupe(out)
     if strategy.time_cues:
