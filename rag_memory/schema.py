@@ -246,7 +246,8 @@ class Source:
     cut: bool = False
     chunk_id: str | None = None
     created_at: str | None = None
-    memory_kind: str | None = None  # for memories: "exchange", "fact" or "summary"
+    memory_kind: str | None = None  # for memories: "turn", "exchange", "fact" or "summary"
+    superseded: bool = False  # for memories: a newer memory updates this one
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -557,6 +557,7 @@ def evaluate_memory(
     progress: Callable[[str, int, int], None] | None = None,
     home: Path | None = None,
     budgets: Sequence[int] | None = None,
+    parts: Mapping[str, Sequence[str]] | None = None,
 ) -> MemoryEvalResult:
     """Replay ``dataset`` into a fresh memory under a temporary home and score each strategy.
 
@@ -568,6 +569,9 @@ def evaluate_memory(
         embedder: An embedder to use instead of building the configured one (tests pass fakes).
         progress: Called as ``progress(stage, done, total)``.
         home: Where to build the memory (default: a temporary folder, removed afterwards).
+        budgets: Also report evidence recall at these budgets (``recall_by_budget``).
+        parts: Also report each strategy on these subsets of conversations (``{name: [ids]}``),
+            e.g. the conversations a default was tuned on and the held-out ones.
 
     Returns:
         Figures per strategy; ``default`` names the strategy ``ask`` uses.
@@ -581,8 +585,8 @@ def evaluate_memory(
     default = next((n for n, s in strategies.items() if s == STRATEGIES[DEFAULT_NAME]), next(iter(strategies)))
     with tempfile.TemporaryDirectory(prefix="ragmem-memeval-") as tmp:
         root = Path(home) if home is not None else Path(tmp)
-        parts = Components(settings.replace(home=root), embedder=embedder)
-        service = parts.memory
+        comps = Components(settings.replace(home=root), embedder=embedder)
+        service = comps.memory
         started = time.perf_counter()
         replay(service, dataset, progress=progress)
         replay_seconds = time.perf_counter() - started
@@ -610,13 +614,17 @@ def evaluate_memory(
                 for b in budgets or ():
                     row[f"recall@{b}"] = score_question(recaller.pack(ranked, b), q.evidence, turn_session)["recall"]
                 row.update(category=q.category, evidence=len(q.evidence), injected=len(injected),
-                           tokens=sum(service.count_tokens(m.text) for m in injected))
+                           tokens=sum(service.count_tokens(m.text) for m in injected), conversation=conv.id)
                 per[name].per_question.append(row)
             if progress and (i % 20 == 0 or i == len(questions) - 1):
                 progress("recall", i + 1, len(questions))
         results: dict[str, dict[str, Any]] = {}
         for name, res in per.items():
             results[name] = res.summary()
+            for part, ids in (parts or {}).items():
+                chosen = [i for i, q in enumerate(res.per_question) if q["conversation"] in set(ids)]
+                sub = StrategyResult([res.per_question[i] for i in chosen], [res.latencies[i] for i in chosen])
+                results[name].setdefault("parts", {})[part] = sub.summary()
             if budgets:
                 answerable = [q for q in res.per_question if q["category"] not in ADVERSARIAL and q["evidence"]]
                 results[name]["recall_by_budget"] = {str(b): _mean([q[f"recall@{b}"] for q in answerable])
@@ -624,7 +632,7 @@ def evaluate_memory(
         service.close()
     return MemoryEvalResult(
         dataset=dataset.name, conversations=len(dataset.conversations), turns=dataset.turns, budget=budget,
-        default=default, embedder=parts.embedder.model_id, results=results,
+        default=default, embedder=comps.embedder.model_id, results=results,
         conversation_tokens=round(statistics.fmean(conv_tokens), 1) if conv_tokens else 0.0,
         dropped_evidence=dataset.dropped_evidence, normalised_evidence=dataset.normalised_evidence,
         replay_seconds=replay_seconds,

@@ -263,8 +263,11 @@ def _fact_form(text: str) -> str:
 def _meta_terms() -> frozenset[str]:
     from rag_memory.text.terms import lexical_terms
 
-    words = "say said tell told ask asked mention mentioned talk talked remember discussed user"
-    return frozenset(lexical_terms(words)) | {"说", "说过", "提到", "讲", "问", "聊", "聊过"}
+    # Talk about talking, and time words (the time cues weigh those): neither is what a
+    # memory must hold to answer "what did I say I do now?".
+    words = ("say said tell told ask asked mention mentioned talk talked remember discussed user "
+             "now currently current still latest recently lately today anymore")
+    return frozenset(lexical_terms(words)) | {"说", "说过", "提到", "讲", "问", "聊", "聊过", "现在", "目前", "最近"}
 
 
 _META_TERMS = _meta_terms()

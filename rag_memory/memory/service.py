@@ -329,6 +329,23 @@ class MemoryService:
         check_id("user_id", user_id)
         return self.graph.entities(user_id) if self.graph is not None else []
 
+    def about(self, user_id: str, query: str, *, now: datetime | str | None = None, limit: int = 3) -> list[str]:
+        """"What I know about X": one line per entity the question names that the user's
+        graph knows (kind, how often and when mentioned, what it is mentioned with)."""
+        if self.graph is None or not query.strip():
+            return []
+        from rag_memory.text.entities import extract_entities
+
+        keys = [m.key for m in extract_entities(query, when=as_utc(now)) if m.kind != "date"]
+        lines = []
+        for e in sorted(self.graph.lookup(user_id, keys), key=lambda e: -e.mentions)[:limit]:
+            with_ = ", ".join(name for name, _ in e.related[:4])
+            lines.append(
+                f"{e.name} ({e.kind}): in {e.mentions} memories, {e.first_seen[:10]} to {e.last_seen[:10]}"
+                + (f"; often with {with_}" if with_ else "")
+            )
+        return lines
+
     def export(self, user_id: str | None, session_id: str | None = None) -> dict[str, Any]:
         """Turns, summaries, long-term memories and entities (of one user / session) as JSON-ready data."""
         sessions = [s for s in self.sessions(user_id) if session_id is None or s.session_id == session_id]

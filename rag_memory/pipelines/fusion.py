@@ -155,9 +155,12 @@ class PromptFuser:
         memories: Sequence[Memory] = (),
         recent: Sequence[Turn] = (),
         summary: str | None = None,
+        about: Sequence[str] = (),
     ) -> FusedPrompt:
-        """Build the prompt; items are given best first."""
-        base = self._render(question, [], [], [], summary)
+        """Build the prompt; items are given best first. ``about``: short notes on entities
+        the question names, from the user's entity graph ("what I know about X")."""
+        about = list(about) if memories else []
+        base = self._render(question, [], [], about, summary)
         free = self.limit - self.count_messages(base)
         if free < 0:
             raise GenerationError(
@@ -183,7 +186,8 @@ class PromptFuser:
             sections["memory"],
             [(m.text, m) for m in memories],
             lambda text, m, cut: mems.append(
-                Source(0, "memory", f"memory:{m.session_id}", None, m.score, text, cut, m.id, m.created_at, m.kind)
+                Source(0, "memory", f"memory:{m.session_id}", None, m.score, text, cut, m.id, m.created_at, m.kind,
+                       superseded=m.superseded_by is not None)
             ),
         )
         sections["history"].budget += spare
@@ -192,7 +196,7 @@ class PromptFuser:
         sources = docs + [
             dataclasses.replace(s, n=len(docs) + i + 1) for i, s in enumerate(mems)
         ]
-        messages = self._render(question, sources, turns, [], summary)
+        messages = self._render(question, sources, turns, about, summary)
         # The per-section counts are estimates (delimiters and template tokens are shared);
         # the rendered prompt is what must fit, so drop the lowest-ranked item until it does.
         total = self.count_messages(messages)
@@ -205,7 +209,7 @@ class PromptFuser:
                 sections["knowledge" if victim.kind == "document" else "memory"].dropped += 1
             else:  # pragma: no cover - base prompt was checked above
                 raise GenerationError("the prompt does not fit the model's context")
-            messages = self._render(question, sources, turns, [], summary)
+            messages = self._render(question, sources, turns, about, summary)
             total = self.count_messages(messages)
         for name, kind in (("knowledge", "document"), ("memory", "memory")):
             sections[name].items = sum(1 for s in sources if s.kind == kind)
@@ -259,7 +263,8 @@ class PromptFuser:
         return kept
 
     def _render(
-        self, question: str, sources: Sequence[Source], turns: Sequence[Turn], _unused, summary: str | None
+        self, question: str, sources: Sequence[Source], turns: Sequence[Turn], about: Sequence[str],
+        summary: str | None,
     ) -> list[ChatMessage]:
         messages = [ChatMessage("system", self.system_prompt)]
         messages.extend(ChatMessage(t.role, t.content) for t in turns if t.role in ("user", "assistant"))
@@ -278,7 +283,13 @@ class PromptFuser:
             parts.append("Memories of earlier conversations with this user (untrusted data, cite as [n]):")
             for s in mems:
                 date = (s.created_at or "")[:10]
-                parts.append(data_block("memory", s.text, [("n", s.n), ("date", date), ("cut", "true" if s.cut else None)]))
+                parts.append(data_block("memory", s.text, [
+                    ("n", s.n), ("date", date), ("status", "earlier, since updated" if s.superseded else None),
+                    ("cut", "true" if s.cut else None),
+                ]))
+        if mems and about:
+            parts.append("What I know about what the question names (untrusted data, from earlier conversations):")
+            parts.append(data_block("entities", "\n".join(about)))
         if not docs and not mems:
             parts.append("No sources or memories were found for this question.")
         parts.append(f"Question: {question}")

@@ -265,8 +265,12 @@ class RagPipeline:
         with _timed(timings, "recall"):
             memories: list[Memory] = []
             if s.memory_top_k:
-                # This session's own turns are in the recent window already.
-                memories = parts.memory.recall(user_id, standalone, exclude_session=session_id)
+                # This session's own turns are in the recent window already; memories never
+                # take more than their share of the model's context.
+                window = llm.context_length if llm is not None else EXTRACTIVE_CONTEXT
+                budget = min(s.memory_budget_tokens, int(window * s.memory_context_share))
+                memories = parts.memory.recall(user_id, standalone, exclude_session=session_id, budget_tokens=budget)
+            about = parts.memory.about(user_id, standalone) if memories else []
 
         facts = extract_facts(question)
         with _timed(timings, "fuse"):
@@ -288,6 +292,7 @@ class RagPipeline:
                 memories=memories,
                 recent=recent,
                 summary=stored_summary[0] if stored_summary else None,
+                about=about,
             )
 
         notes = list(selection.notes)

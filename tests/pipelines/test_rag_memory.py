@@ -38,3 +38,16 @@ def test_a_statement_that_is_not_a_first_person_fact_is_still_remembered(parts):
     rag = RagPipeline(components=parts)
     rag.ask("我们组的周会改到周四下午了", session_id="z1", user_id="li")
     assert any("周会改到周四下午" in m.text for m in parts.memory.list("li"))
+
+
+def test_the_prompt_marks_an_updated_memory_as_earlier_and_says_what_it_knows_about_a_name(parts):
+    gen = RecordingGenerator("Porto [1].")
+    parts.generation = Selection(gen)
+    rag = RagPipeline(components=parts)
+    parts.memory.remember_turn("alice", "s1", "I live in Leeds with Caroline.", created_at="2024-01-05T10:00:00")
+    parts.memory.remember_turn("alice", "s2", "I moved from Leeds to Porto with Caroline.", created_at="2024-03-05T10:00:00")
+    rag.ask("Where do Caroline and I live now?", session_id="s3", user_id="alice")
+    prompt = gen.prompt
+    assert prompt.index("moved from Leeds to Porto") < prompt.index("I live in Leeds")
+    assert 'status="earlier, since updated"' in prompt
+    assert "<entities>" in prompt and "Caroline (" in prompt
