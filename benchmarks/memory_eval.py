@@ -32,7 +32,7 @@ HELD_OUT = [5, 6, 7, 8, 9]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data-dir", type=Path, help="folder holding locomo/ (default: as `ragmem eval`)")
     parser.add_argument("--conversations", default="0-9", help="which conversations, e.g. 0-9 or 0-4")
     parser.add_argument("--strategies", default="all", help="'all' or names from rag_memory.memory.recall.STRATEGIES")
     parser.add_argument("--budget", type=int, default=1000)
@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared machine)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "memory_eval.json")
     parser.add_argument("--plot", type=Path, help="also draw recall against the budget (PNG)")
+    parser.add_argument("--home", type=Path, help="build the memory here (kept) instead of a temporary folder")
+    parser.add_argument("--replayed", action="store_true", help="--home already holds these conversations")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,10 +50,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from rag_memory.config import Settings
-    from rag_memory.eval.memory import evaluate_memory, load_locomo, parse_selection, plot_budgets, strategy_set
+    from rag_memory.eval.memory import LOCOMO, evaluate_memory, load_locomo, parse_selection, plot_budgets, strategy_set
+    from rag_memory.eval.retrieval import data_file
 
     picked = parse_selection(args.conversations)
-    data = load_locomo(args.data_dir / "locomo" / "locomo10.json", conversations=picked)
+    data = load_locomo(data_file(LOCOMO, args.data_dir), conversations=picked)
     ids = {i: c.id for i, c in zip(picked, data.conversations, strict=True)}
     parts = {"tuned (0-4)": [ids[i] for i in TUNE if i in ids], "held out (5-9)": [ids[i] for i in HELD_OUT if i in ids]}
     parts = {k: v for k, v in parts.items() if v}
@@ -64,13 +67,14 @@ def main() -> None:
 
     result = evaluate_memory(
         data, settings, budget=args.budget, strategies=strategy_set(args.strategies), progress=progress,
-        budgets=[int(b) for b in args.budgets.split(",") if b], parts=parts,
+        budgets=[int(b) for b in args.budgets.split(",") if b], parts=parts, home=args.home,
+        replayed=args.replayed,
     )
     out = result.as_json()
     out["settings"].update(
         conversations=picked, parts={k: v for k, v in parts.items()}, threads=torch.get_num_threads(),
         embedder=args.embedder, machine=f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
-        seconds=round(time.perf_counter() - started, 1),
+        seconds=round(time.perf_counter() - started, 1), replayed_earlier=args.replayed,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

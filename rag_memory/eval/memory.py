@@ -56,7 +56,6 @@ __all__ = [
     "score_question",
 ]
 
-DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 LOCOMO = "locomo/locomo10.json"
 ADVERSARIAL = frozenset({"5", "adversarial", "abstention"})
 LOCOMO_CATEGORIES = {"1": "multi-hop", "2": "temporal", "3": "open-domain", "4": "single-hop", "5": "adversarial"}
@@ -335,15 +334,14 @@ def load_memory_jsonl(path: Path, *, limit: int | None = None) -> MemoryDataset:
 def load_memory_dataset(
     name: str, *, data_dir: Path | None = None, limit: int | None = None, conversations: Sequence[int] | None = None
 ) -> MemoryDataset:
-    """A named data set (``locomo``) from ``data_dir`` (default ``../shared/data``)."""
+    """A named data set (``locomo``) from ``data_dir``, else ``$RAGMEM_DATA_DIR``, else a
+    ``shared/data`` folder in or above the working folder (as ``ragmem eval retrieval``)."""
     if name != "locomo":
         raise ConfigError(f"unknown memory dataset {name!r}; use locomo, or --conversations FILE.jsonl"
                           " / --longmemeval FILE.json")
-    base = Path(data_dir) if data_dir is not None else DATA_DIR
-    path = base / LOCOMO
-    if data_dir is None and not path.is_file():
-        path = Path.cwd().parent / "shared" / "data" / LOCOMO
-    return load_locomo(path, limit=limit, conversations=conversations)
+    from rag_memory.eval.retrieval import data_file
+
+    return load_locomo(data_file(LOCOMO, data_dir), limit=limit, conversations=conversations)
 
 
 # -- replay --------------------------------------------------------------------------------------
@@ -558,6 +556,7 @@ def evaluate_memory(
     home: Path | None = None,
     budgets: Sequence[int] | None = None,
     parts: Mapping[str, Sequence[str]] | None = None,
+    replayed: bool = False,
 ) -> MemoryEvalResult:
     """Replay ``dataset`` into a fresh memory under a temporary home and score each strategy.
 
@@ -572,6 +571,8 @@ def evaluate_memory(
         budgets: Also report evidence recall at these budgets (``recall_by_budget``).
         parts: Also report each strategy on these subsets of conversations (``{name: [ids]}``),
             e.g. the conversations a default was tuned on and the held-out ones.
+        replayed: ``home`` already holds this data set, replayed by an earlier run: skip the
+            replay (for comparing recall strategies without re-embedding).
 
     Returns:
         Figures per strategy; ``default`` names the strategy ``ask`` uses.
@@ -588,7 +589,8 @@ def evaluate_memory(
         comps = Components(settings.replace(home=root), embedder=embedder)
         service = comps.memory
         started = time.perf_counter()
-        replay(service, dataset, progress=progress)
+        if not replayed:
+            replay(service, dataset, progress=progress)
         replay_seconds = time.perf_counter() - started
         conv_tokens = [
             sum(service.count_tokens(f"{t.speaker}: {t.text}") for s in c.sessions for t in s.turns)

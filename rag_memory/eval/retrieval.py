@@ -81,17 +81,23 @@ def dataset_path(name: str, data_dir: Path | None = None) -> Path:
     """Where a named dataset lives: ``data_dir``; else ``$RAGMEM_DATA_DIR``; else a
     ``shared/data`` folder in or above the working folder; else ``../shared/data`` beside a
     source checkout (an installed ragmem has no checkout, so the working folder comes first)."""
-    import os
-
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or --passages/--questions")
+    return data_file(DATASETS[name], data_dir)
+
+
+def data_file(relative: str, data_dir: Path | None = None) -> Path:
+    """A file of the shared evaluation data (``relative`` to the data folder), found as
+    ``dataset_path`` says; the memory eval reads LoCoMo through it too."""
+    import os
+
     if data_dir is not None:
-        return Path(data_dir).expanduser() / DATASETS[name]
+        return Path(data_dir).expanduser() / relative
     if os.environ.get("RAGMEM_DATA_DIR"):
-        return Path(os.environ["RAGMEM_DATA_DIR"]).expanduser() / DATASETS[name]
+        return Path(os.environ["RAGMEM_DATA_DIR"]).expanduser() / relative
     here = Path.cwd().resolve()
-    candidates = [folder / "shared" / "data" / DATASETS[name] for folder in (here, *here.parents)]
-    candidates.append(DATA_DIR / DATASETS[name])
+    candidates = [folder / "shared" / "data" / relative for folder in (here, *here.parents)]
+    candidates.append(DATA_DIR / relative)
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
