@@ -63,7 +63,7 @@ class BM25Index:
     def __init__(self, path: Path, collection: str) -> None:
         self.path = Path(path)
         self.collection = collection
-        self.db = Database(self.path, "the keyword index", migrations=MIGRATIONS, error=self._open_error)
+        self.db = Database(self.path, "the keyword index", migrations=MIGRATIONS, error=self._db_error)
         self._lock = self.db.lock
         self._tables: tuple[str, str] | None = None
         self._vocab: str | None = None  # the FTS table whose term statistics view this connection has
@@ -90,20 +90,14 @@ class BM25Index:
 
     @contextmanager
     def _transaction(self):
-        with self._lock:
-            conn = self.conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise self._error("start a write to", exc) from exc
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                conn.execute("COMMIT")
-                self._df.clear()
+        with self.db.transaction() as conn:
+            yield conn
+        self._df.clear()  # a write changes the term statistics
+
+    def _db_error(self, doing: str, exc: Exception) -> StoreError:
+        if doing in ("open", "create the folder of"):
+            return self._open_error(doing, exc)
+        return self._error(doing, exc)
 
     def _error(self, doing: str, exc: Exception) -> StoreError:
         return StoreError(
