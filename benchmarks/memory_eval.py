@@ -50,7 +50,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from rag_memory.config import Settings
-    from rag_memory.eval.memory import LOCOMO, evaluate_memory, load_locomo, parse_selection, plot_budgets, strategy_set
+    from rag_memory.eval.memory import (
+        LOCOMO,
+        evaluate_memory,
+        load_locomo,
+        parse_selection,
+        plot_budgets,
+        strategy_set,
+    )
     from rag_memory.eval.retrieval import data_file
 
     picked = parse_selection(args.conversations)
