@@ -111,8 +111,8 @@ def recall_units(
         passes_gate,
         with_coverage,
     )
-    from rag_memory.text.terms import lexical_terms
     from rag_memory.memory.history import as_utc
+    from rag_memory.text.terms import lexical_terms
 
     timings = timings if timings is not None else {}
     where: dict[str, Any] = {"user_id": user_id}
