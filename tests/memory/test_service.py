@@ -102,3 +102,20 @@ def test_bad_input_is_refused_with_a_clear_error(memory):
     with pytest.raises(ConfigError, match="k must be"):
         memory.search("alice", "x", 0)
     assert memory.sessions("alice") == []  # nothing half-stored
+
+
+def test_forget_removes_vectors_keyword_rows_history_and_graph_rows_in_the_stores(memory):
+    memory.remember_turn("alice", "s1", "Caroline moved to Porto last May.", created_at=NOW)
+    memory.remember_turn("alice", "s2", "我换到成都工作了，在腾讯上班。", created_at=NOW)
+    memory.remember_turn("bob", "b1", "Porto is lovely in June.", created_at=NOW)
+    store, keyword = memory.long_term.store, memory.long_term.keyword
+    alice_ids = {h.chunk_id for h in store.get_records(where={"user_id": "alice"})}
+    assert alice_ids and alice_ids <= keyword.ids()
+    memory.forget("alice")
+    assert store.get_records(where={"user_id": "alice"}) == []  # vectors
+    left = {h.chunk_id for h in store.get_records()}
+    assert keyword.ids() == left and not alice_ids & keyword.ids()  # keyword rows, in step with the vectors
+    assert memory.history("alice", "s1") == [] and memory.history("alice", "s2") == []
+    mentions = memory.graph.db.read("SELECT count(*) FROM mentions WHERE user_id = ?", ("alice",))
+    assert mentions == [(0,)]
+    assert memory.entities("alice") == [] and memory.list("bob")  # bob keeps his
