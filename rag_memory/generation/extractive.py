@@ -196,6 +196,8 @@ def _is_prose(sentence: str) -> bool:
     """Whether a sentence reads as prose, not a command, a table row or a code fragment."""
     if sentence.startswith(("$", "|", "{", "<", ".venv/", ">>>")):
         return False
+    if sentence.startswith(("(", "（")):
+        return False  # a parenthetical split off its sentence: quoted alone it starts mid-thought
     if _JSON_FIELD.match(sentence) or "\\n" in sentence:
         return False  # a JSON line or an escaped string: code whose fence the chunk cut off
     cjk = sum(1 for ch in sentence if "\u3400" <= ch <= "\u9fff")

@@ -135,3 +135,16 @@ def test_json_lines_of_a_fence_cut_off_by_chunking_are_not_prose():
         "}\n```\n\nA Chroma server is named by the chroma_url setting."
     )
     assert split_sentences(text) == ["A Chroma server is named by the chroma_url setting."]
+
+
+def test_a_parenthetical_split_off_its_sentence_is_not_quoted_alone():
+    from rag_memory.generation.extractive import split_sentences
+
+    text = (
+        "A fragment takes the previous question with its subject swapped in.\n"
+        "(\"What happens to deleted files?\" then \"And changed files?\" becomes a new question.)\n"
+        "Deleted files lose their chunks on the next ingest. 删除的文件在下次导入时失去它们的片段。"
+    )
+    sentences = split_sentences(text)
+    assert not any(s.startswith(("(", "（")) for s in sentences)
+    assert "Deleted files lose their chunks on the next ingest." in sentences
