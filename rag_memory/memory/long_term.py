@@ -299,7 +299,7 @@ class LongTermMemory:
             score = (1.0 - w) * hit.score + w * recency(age_days, self.half_life_days)
             if min_score is not None and score < min_score:
                 continue
-            ranked.append(_memory(hit, score=score, similarity=hit.score))
+            ranked.append(memory_from_hit(hit, score=score, similarity=hit.score))
         ranked.sort(key=lambda m: (m.score, m.created_at), reverse=True)
         out: list[Memory] = []
         seen: set[str] = set()
@@ -320,7 +320,7 @@ class LongTermMemory:
             filters.append({"session_id": session_id})
         hits = self.store.get_records(where=_where(filters))
         hits.sort(key=lambda h: (_created_ts(h.metadata), h.chunk_id), reverse=True)
-        return [_memory(h) for h in hits]
+        return [memory_from_hit(h) for h in hits]
 
     def forget(self, user_id: str, session_id: str | None = None) -> int:
         """Delete a user's memories (one session's, when given); returns how many."""
@@ -386,7 +386,8 @@ def _created_ts(meta: Mapping[str, Any]) -> float:
         return 0.0
 
 
-def _memory(hit: Hit, *, score: float = 0.0, similarity: float = 0.0) -> Memory:
+def memory_from_hit(hit: Hit, *, score: float = 0.0, similarity: float = 0.0) -> Memory:
+    """A stored memory unit (a Chroma or keyword-index hit) as a ``Memory``."""
     meta = hit.metadata
     return Memory(
         id=hit.chunk_id,

@@ -20,12 +20,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from rag_memory.errors import ConfigError
+from rag_memory.memory.long_term import memory_from_hit
 from rag_memory.schema import Hit, Memory
 
 log = logging.getLogger(__name__)
@@ -326,19 +327,8 @@ def _with(hit: Hit, **fields: Any) -> Hit:
 
 
 def _memory(hit: Hit, score: float) -> Memory:
-    meta: Mapping[str, Any] = hit.metadata
-    dense = meta.get("dense_score")
-    return Memory(
-        id=hit.chunk_id,
-        user_id=str(meta.get("user_id", "")),
-        session_id=str(meta.get("session_id", "")),
-        text=hit.text,
-        kind=str(meta.get("kind", "turn")),
-        created_at=str(meta.get("created_at", "")),
-        score=float(score),
-        similarity=float(dense) if dense is not None else 0.0,
-        turn=meta.get("turn") or None,
-    )
+    dense = hit.metadata.get("dense_score")
+    return memory_from_hit(hit, score=float(score), similarity=float(dense) if dense is not None else 0.0)
 
 
 def _dedupe(memories: Sequence[Memory]) -> list[Memory]:
