@@ -36,14 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def default_squad() -> Path:
-    """shared/data next to the checkout (or next to its parent, for a worktree)."""
-    for base in (ROOT.parent, ROOT.parent.parent):
-        path = base / "shared/data/squad-v1.1/dev-v1.1.json"
-        if path.exists():
-            return path
-    return ROOT.parent / "shared/data/squad-v1.1/dev-v1.1.json"
+from rag_memory.eval.retrieval import data_file  # noqa: E402 - after the path set-up
 
 
 def squad_paragraph_tree(squad: Path, dest: Path, limit: int | None) -> int:
@@ -117,7 +110,7 @@ def run_langchain(tree: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--squad", type=Path, default=default_squad())
+    parser.add_argument("--squad", type=Path, default=data_file("squad-v1.1/dev-v1.1.json"))
     parser.add_argument("--limit", type=int, default=None, help="Paragraphs (files) to use; default all 2,067.")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--embedder", default="all-MiniLM-L6-v2")

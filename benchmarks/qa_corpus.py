@@ -29,6 +29,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rag_memory.eval.retrieval import data_file  # noqa: E402 - after the path set-up
+
 FILES = {"squad": Path("squad-v1.1") / "dev-v1.1.json", "cmrc": Path("cmrc2018") / "cmrc2018_dev.json"}
 LANG = {"squad": "en", "cmrc": "zh"}
 SEED = 13
@@ -64,17 +66,9 @@ def set_threads(n: int = 1) -> None:
     torch.set_num_threads(n)
 
 
-def data_dir(arg: Path | None) -> Path:
-    """``--data-dir``, else ``shared/data`` beside the checkout (or beside its parent, for a worktree)."""
-    if arg is not None:
-        return arg
-    candidates = [ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data"]
-    return next((c for c in candidates if c.is_dir()), candidates[0])
-
-
 def load(name: str, directory: Path | None, articles: int, seed: int = SEED) -> Corpus:
     """The data set split into present / missing halves and tune / report parts (by article)."""
-    path = data_dir(directory) / FILES[name]
+    path = data_file(FILES[name], directory)
     data = json.loads(path.read_text(encoding="utf-8"))["data"]
     order = list(range(len(data)))
     random.Random(seed).shuffle(order)

@@ -41,16 +41,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def data_dir() -> Path:
-    for base in (ROOT.parent, ROOT.parent.parent):
-        if (base / "shared/data").exists():
-            return base / "shared/data"
-    return ROOT.parent / "shared/data"
+def sentences_and_questions() -> tuple[list[str], list[str], list[str], list[str]]:
+    from rag_memory.eval.retrieval import data_file
 
-
-def sentences_and_questions(data: Path) -> tuple[list[str], list[str], list[str], list[str]]:
-    squad = json.loads((data / "squad-v1.1/dev-v1.1.json").read_text(encoding="utf-8"))["data"]
-    cmrc = json.loads((data / "cmrc2018/cmrc2018_dev.json").read_text(encoding="utf-8"))["data"]
+    squad = json.loads(data_file("squad-v1.1/dev-v1.1.json").read_text(encoding="utf-8"))["data"]
+    cmrc = json.loads(data_file("cmrc2018/cmrc2018_dev.json").read_text(encoding="utf-8"))["data"]
     en, zh, qen, qzh = [], [], [], []
     for article in squad:
         for p in article["paragraphs"]:
@@ -89,7 +84,7 @@ def main() -> None:
     from rag_memory.schema import Chunk
 
     started = machine_info()
-    en, zh, qen, qzh = sentences_and_questions(data_dir())
+    en, zh, qen, qzh = sentences_and_questions()
     # 3 English sentences to 1 Chinese, cycled.
     pool = [s for i in range(max(len(en), 3 * len(zh))) for s in ([en[i % len(en)]] + ([zh[(i // 3) % len(zh)]] if i % 3 == 0 else []))]
     distinct = list(dict.fromkeys(pool))
