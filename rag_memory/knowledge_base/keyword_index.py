@@ -5,6 +5,15 @@ Text is turned into terms by ``rag_memory.text.terms.lexical_terms`` before it r
 (the FTS5 table uses the ``ascii`` tokenizer, which leaves those terms as they are), so English
 and Chinese are indexed by the same code. SQLite's built-in ``bm25()`` ranks the matches, so
 nothing is rebuilt per query or per process.
+
+On a large index a query whose terms are common (Chinese unigrams such as 国 or 人, English
+words such as ``year``) matches tens of thousands of chunks, and ``bm25()`` costs about a
+microsecond per match. Such a query is answered in two steps instead (``PRUNE_ABOVE``):
+its rarest terms, up to ``CANDIDATE_POSTINGS`` matches in all, pick twice ``k`` candidates by
+their own BM25, and those candidates are scored on every query term with FTS5's own formula
+(``_score``: the same numbers ``bm25()`` gives, to the last bit). A chunk that holds none of
+the rare terms can then be missed; docs/benchmarks.md measures how often that changes the
+ranking (at 100k chunks) and that it leaves SQuAD and CMRC quality where it was.
 """
 
 from __future__ import annotations
@@ -25,10 +34,20 @@ from rag_memory.text.terms import TERMS_VERSION, lexical_terms
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BM25_K1", "BM25Index", "MAX_QUERY_TERMS"]
+__all__ = ["BM25_B", "BM25_K1", "BM25Index", "CANDIDATE_POSTINGS", "MAX_QUERY_TERMS", "PRUNE_ABOVE"]
 
-# FTS5's bm25() constants (fixed by SQLite); used to scale scores to the query's maximum.
+# FTS5's bm25() constants (fixed by SQLite); used to scale scores to the query's maximum and
+# to score candidates exactly as bm25() does.
 BM25_K1 = 1.2
+BM25_B = 0.75
+
+# A query whose terms hold more matches than this in all (the sum of their document
+# frequencies) is answered in two steps: candidates from its rarest terms, then exact BM25 on
+# them (see the module docstring). Below it, one FTS5 query ranks every match.
+PRUNE_ABOVE = 4000
+# The rarest terms that pick the candidates hold at most this many matches in all (the
+# rarest term is always taken).
+CANDIDATE_POSTINGS = 2000
 
 MAX_QUERY_TERMS = 512
 
@@ -52,6 +71,10 @@ class BM25Index:
     Args:
         path: The SQLite file (created on first write), e.g. ``<home>/lexical.sqlite3``.
         collection: The knowledge-base collection it mirrors.
+        prune_above: Answer a query in two steps when its terms hold more matches than this
+            in all (default ``PRUNE_ABOVE``; the module docstring says how).
+        candidate_postings: How many matches the rare terms that pick the candidates may hold
+            (default ``CANDIDATE_POSTINGS``).
 
     Example:
         >>> index = BM25Index(Path("/tmp/lexical.sqlite3"), "knowledge")  # doctest: +SKIP
@@ -60,14 +83,33 @@ class BM25Index:
         'c1'
     """
 
-    def __init__(self, path: Path, collection: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        collection: str,
+        *,
+        prune_above: int | None = None,
+        candidate_postings: int | None = None,
+    ) -> None:
+        prune_above = PRUNE_ABOVE if prune_above is None else prune_above
+        candidate_postings = CANDIDATE_POSTINGS if candidate_postings is None else candidate_postings
+        if prune_above < 0 or candidate_postings < 1:
+            raise ConfigError(
+                f"prune_above must be 0 or more and candidate_postings at least 1, got {prune_above} and"
+                f" {candidate_postings}"
+            )
         self.path = Path(path)
         self.collection = collection
+        self.prune_above = prune_above
+        self.candidate_postings = candidate_postings
         self.db = Database(self.path, "the keyword index", migrations=MIGRATIONS, error=self._db_error)
         self._lock = self.db.lock
         self._tables: tuple[str, str] | None = None
         self._vocab: str | None = None  # the FTS table whose term statistics view this connection has
-        self._df: dict[str, int] = {}  # document frequencies read so far, valid until a write
+        # Term statistics read so far (document frequencies; chunk count and mean length), valid
+        # until a write by this connection or another.
+        self._df: dict[str, int] = {}
+        self._totals: tuple[int, float] | None = None
         self._df_version: int | None = None
 
     # -- connection ----------------------------------------------------------------------
@@ -86,13 +128,17 @@ class BM25Index:
             self.db.close()
             self._tables = None
             self._vocab = None
-            self._df.clear()
+            self._forget_stats()
+
+    def _forget_stats(self) -> None:
+        self._df.clear()
+        self._totals = None
 
     @contextmanager
     def _transaction(self):
         with self.db.transaction() as conn:
             yield conn
-        self._df.clear()  # a write changes the term statistics
+        self._forget_stats()  # a write changes the term statistics
 
     def _db_error(self, doing: str, exc: Exception) -> StoreError:
         if doing in ("open", "create the folder of"):
@@ -318,22 +364,42 @@ class BM25Index:
             tables = self._lookup()
             if tables is None or not terms:
                 return 0, {t: 0 for t in terms}
+            n, _ = self._collection_stats(tables)
+            return n, self._frequencies(tables, terms)
+
+    def _fresh_stats(self, tables: tuple[str, str]) -> None:
+        """Drop cached statistics if another connection wrote since they were read."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._df_version:
+            self._forget_stats()
+            self._df_version = version
+
+    def _collection_stats(self, tables: tuple[str, str]) -> tuple[int, float]:
+        """(chunks indexed, their mean length in terms): what ``bm25()`` reads as N and avgdl."""
+        self._fresh_stats(tables)
+        if self._totals is None:
             docs, fts = tables
-            n = self.conn.execute(f"SELECT count(*) FROM {docs}").fetchone()[0]
-            if self._vocab != fts:
-                self.conn.execute(
-                    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{fts}_vocab USING fts5vocab(main, {fts}, row)"
-                )
-                self._vocab = fts
-            version = self.conn.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._df_version:  # another connection wrote: statistics changed
-                self._df.clear()
-                self._df_version = version
-            for term in set(terms) - self._df.keys():
-                # One lookup per term: fts5vocab seeks on "term = ?" but scans for IN (...).
-                row = self.conn.execute(f"SELECT doc FROM temp.{fts}_vocab WHERE term = ?", (term,)).fetchone()
-                self._df[term] = row[0] if row else 0
-            return n, {t: self._df.get(t, 0) for t in terms}
+            n = int(self.conn.execute(f"SELECT count(*) FROM {docs}").fetchone()[0])
+            row = self.conn.execute(f"SELECT block FROM {fts}_data WHERE id = 1").fetchone()
+            totals = _varints(row[0]) if row is not None and row[0] else []
+            # FTS5's averages record: the row count, then the total tokens of each column. If it
+            # cannot be read (another FTS5 format), mean length 0 turns two-step search off.
+            avgdl = totals[1] / totals[0] if len(totals) == 2 and totals[0] == n and n else 0.0
+            self._totals = (n, avgdl)
+        return self._totals
+
+    def _frequencies(self, tables: tuple[str, str], terms: Iterable[str]) -> dict[str, int]:
+        """Document frequency of each term (cached until a write)."""
+        _, fts = tables
+        if self._vocab != fts:
+            self.conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{fts}_vocab USING fts5vocab(main, {fts}, row)")
+            self._vocab = fts
+        self._fresh_stats(tables)
+        for term in set(terms) - self._df.keys():
+            # One lookup per term: fts5vocab seeks on "term = ?" but scans for IN (...).
+            row = self.conn.execute(f"SELECT doc FROM temp.{fts}_vocab WHERE term = ?", (term,)).fetchone()
+            self._df[term] = row[0] if row else 0
+        return {t: self._df[t] for t in terms}
 
     def max_score(self, query: str) -> float:
         """The BM25 score a chunk would get by matching every query term as strongly as
@@ -378,42 +444,55 @@ class BM25Index:
             metadata is what the dense store holds for the chunk. A query with no indexable
             term (only stop words, or punctuation) returns no hits.
         """
+        ranked = self.rank(query, k, sources, ids=ids)
+        found = self.records([cid for cid, _ in ranked])
+        return [_scored(found[cid], score) for cid, score in ranked if cid in found]
+
+    def rank(
+        self,
+        query: str,
+        k: int,
+        sources: Sequence[str] | None = None,
+        *,
+        ids: Collection[str] | None = None,
+    ) -> list[tuple[str, float]]:
+        """``search`` without reading the chunks: (chunk id, BM25 score) pairs, best first."""
         if k <= 0:
             raise ConfigError(f"k must be at least 1, got {k}")
         terms = lexical_terms(query)[:MAX_QUERY_TERMS]
         if not terms or (sources is not None and not sources) or (ids is not None and not ids):
             return []
-        # A term said twice is matched twice, so it weighs twice (BM25 over query term counts).
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         with self._lock:
             tables = self._lookup()
             if tables is None:
                 return []
             docs, fts = tables
-            if sources is None and ids is None:
-                # Rank in the FTS table alone, then read the k winners: cheaper than a join.
-                sql = (
-                    f"SELECT d.chunk_id, d.text, d.metadata, r.score FROM (SELECT rowid, -bm25({fts}) AS score"
-                    f" FROM {fts} WHERE {fts} MATCH ? ORDER BY score DESC, rowid LIMIT ?) AS r"
-                    f" JOIN {docs} AS d ON d.rowid = r.rowid ORDER BY r.score DESC, r.rowid"
-                )
-                params: list[Any] = [match, int(k)]
-            else:
-                sql = (
-                    f"SELECT d.chunk_id, d.text, d.metadata, -bm25({fts}) AS score FROM {fts}"
-                    f" JOIN {docs} AS d ON d.rowid = {fts}.rowid WHERE {fts} MATCH ?"
-                )
-                params = [match]
-                if sources is not None:
-                    sql += " AND d.source IN (SELECT value FROM json_each(?))"
-                    params.append(json.dumps(list(sources)))
-                if ids is not None:
-                    sql += " AND d.chunk_id IN (SELECT value FROM json_each(?))"
-                    params.append(json.dumps(sorted(ids)))
-                sql += " ORDER BY score DESC, d.rowid LIMIT ?"
-                params.append(int(k))
             try:
-                rows = self.conn.execute(sql, params).fetchall()
+                if sources is None and ids is None:
+                    rows = self._rank_all(tables, terms, int(k))
+                else:
+                    sql = (
+                        f"SELECT {fts}.rowid, -bm25({fts}) AS score FROM {fts}"
+                        f" JOIN {docs} AS d ON d.rowid = {fts}.rowid WHERE {fts} MATCH ?"
+                    )
+                    params: list[Any] = [_match(terms)]
+                    if sources is not None:
+                        sql += " AND d.source IN (SELECT value FROM json_each(?))"
+                        params.append(json.dumps(list(sources)))
+                    if ids is not None:
+                        sql += " AND d.chunk_id IN (SELECT value FROM json_each(?))"
+                        params.append(json.dumps(sorted(ids)))
+                    sql += f" ORDER BY score DESC, {fts}.rowid LIMIT ?"
+                    params.append(int(k))
+                    rows = self.conn.execute(sql, params).fetchall()
+                if not rows:
+                    return []
+                chunk_ids = dict(
+                    self.conn.execute(
+                        f"SELECT rowid, chunk_id FROM {docs} WHERE rowid IN (SELECT value FROM json_each(?))",
+                        (json.dumps([r for r, _ in rows]),),
+                    ).fetchall()
+                )
             except sqlite3.OperationalError as exc:
                 if "no such table" in str(exc):  # dropped by another process (a rebuild)
                     self._tables = None
@@ -421,7 +500,114 @@ class BM25Index:
                 raise self._error("search", exc) from exc
             except sqlite3.Error as exc:
                 raise self._error("search", exc) from exc
-        return [_hit(cid, text, json.loads(meta), float(score)) for cid, text, meta, score in rows]
+        return [(chunk_ids[r], float(score)) for r, score in rows if r in chunk_ids]
+
+    def _rank_all(self, tables: tuple[str, str], terms: list[str], k: int) -> list[tuple[int, float]]:
+        """(rowid, score) of the ``k`` best chunks of the whole index, best first."""
+        _, fts = tables
+        df = self._frequencies(tables, terms)
+        rare_first = sorted(set(terms), key=lambda t: (df[t], t))
+        picked: list[str] = []
+        postings = 0
+        for term in rare_first:
+            if picked and postings + df[term] > self.candidate_postings:
+                break
+            picked.append(term)
+            postings += df[term]
+        n, avgdl = self._collection_stats(tables)
+        total = sum(df[t] for t in rare_first)
+        if total <= self.prune_above or len(picked) == len(rare_first) or avgdl <= 0:
+            return self.conn.execute(
+                f"SELECT rowid, -bm25({fts}) AS score FROM {fts} WHERE {fts} MATCH ?"
+                " ORDER BY score DESC, rowid LIMIT ?",
+                (_match(terms), k),
+            ).fetchall()
+        candidates = self.conn.execute(
+            f"SELECT rowid FROM {fts} WHERE {fts} MATCH ? ORDER BY bm25({fts}), rowid LIMIT ?",
+            (_match(picked), 2 * k),
+        ).fetchall()
+        rows = self.conn.execute(
+            f"SELECT rowid, terms FROM {fts} WHERE rowid IN (SELECT value FROM json_each(?))",
+            (json.dumps([r for (r,) in candidates]),),
+        ).fetchall()
+        weights = [_idf(n, df[t]) for t in terms]
+        scored = [(rowid, _score(terms, weights, text.split(), avgdl)) for rowid, text in rows]
+        scored.sort(key=lambda r: (-r[1], r[0]))
+        return [r for r in scored[:k] if r[1] > 0]
+
+    def records(self, ids: Sequence[str]) -> dict[str, Hit]:
+        """The indexed chunks with these ids (text and metadata, score 0), by id."""
+        if not ids:
+            return {}
+        with self._lock:
+            tables = self._lookup()
+            if tables is None:
+                return {}
+            docs, _ = tables
+            try:
+                rows = self.conn.execute(
+                    f"SELECT chunk_id, text, metadata FROM {docs} WHERE chunk_id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(list(ids)),),
+                ).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    self._tables = None
+                    return {}
+                raise self._error("read from", exc) from exc
+            except sqlite3.Error as exc:
+                raise self._error("read from", exc) from exc
+        return {cid: _hit(cid, text, json.loads(meta), 0.0) for cid, text, meta in rows}
+
+
+def _match(terms: Sequence[str]) -> str:
+    # A term said twice is matched twice, so it weighs twice (BM25 over query term counts).
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def _idf(n: int, df: int) -> float:
+    """FTS5's idf: ``log((N - df + 0.5) / (df + 0.5))``, or 1e-6 where that is not above 0."""
+    idf = math.log((n - df + 0.5) / (df + 0.5))
+    return idf if idf > 0.0 else 1e-6
+
+
+def _score(terms: Sequence[str], weights: Sequence[float], chunk_terms: list[str], avgdl: float) -> float:
+    """A chunk's BM25 score for the query ``terms`` (each with its idf in ``weights``),
+    computed as FTS5's ``bm25()`` does: one phrase per query term, summed in query order."""
+    counts = {t: chunk_terms.count(t) for t in set(terms)}
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * len(chunk_terms) / avgdl)
+    score = 0.0
+    for term, idf in zip(terms, weights, strict=True):
+        f = counts[term]
+        score += idf * ((f * (BM25_K1 + 1.0)) / (f + norm))
+    return score
+
+
+def _varints(data: bytes) -> list[int]:
+    """SQLite's variable-length integers, as FTS5 writes them."""
+    out: list[int] = []
+    i = 0
+    while i < len(data):
+        value = 0
+        for j in range(9):
+            if i >= len(data):
+                return []
+            byte = data[i]
+            i += 1
+            if j == 8:
+                value = (value << 8) | byte
+                break
+            value = (value << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                break
+        out.append(value)
+    return out
+
+
+def _scored(hit: Hit, score: float) -> Hit:
+    return Hit(
+        chunk_id=hit.chunk_id, text=hit.text, score=score, source=hit.source, page=hit.page, title=hit.title,
+        metadata=hit.metadata,
+    )
 
 
 def _hit(cid: str, text: str, meta: dict[str, Any], score: float) -> Hit:

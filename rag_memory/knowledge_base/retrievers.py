@@ -70,12 +70,41 @@ class DenseRetriever:
             source_glob: Keep only chunks from sources matching this glob, e.g. ``docs/*.md``.
             where: A raw Chroma metadata filter, combined with ``source_glob``.
         """
+        vector, filt = self._prepare(query, top_k, source_glob, where)
+        if vector is None:
+            return []
+        return self.store.query(
+            vector,
+            k=top_k or self.top_k,
+            where=filt,
+            min_score=self.min_score if min_score is None else min_score,
+        )
+
+    def rank(
+        self,
+        query: str,
+        *,
+        top_k: int | None = None,
+        source_glob: str | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[tuple[str, float]]:
+        """``retrieve`` without reading the chunks or a score floor: (chunk id, cosine) pairs,
+        best first."""
+        vector, filt = self._prepare(query, top_k, source_glob, where)
+        if vector is None:
+            return []
+        return self.store.rank(vector, k=top_k or self.top_k, where=filt)
+
+    def _prepare(
+        self, query: str, top_k: int | None, source_glob: str | None, where: Mapping[str, Any] | None
+    ) -> tuple[list[float] | None, dict[str, Any] | None]:
+        """The query's vector and the Chroma filter; no vector when nothing can match."""
         if top_k is not None and top_k <= 0:
             raise ConfigError(f"top_k must be at least 1, got {top_k}")
         if not query.strip():
             raise ConfigError("the query is empty; give some text to search for")
         if not self.store.exists():
-            return []
+            return None, None
         self.store.check_embedder(self.embedder.model_id)
         clauses: list[dict[str, Any]] = [dict(where)] if where else []
         if source_glob:
@@ -83,13 +112,7 @@ class DenseRetriever:
                 raise ConfigError("this retriever cannot filter by source: it was built without a source list")
             matching = match_sources(self.sources(), source_glob)
             if not matching:
-                return []
+                return None, None
             clauses.append({"source": {"$in": matching}})
         filt = clauses[0] if len(clauses) == 1 else ({"$and": clauses} if clauses else None)
-        vector = self.embedder.embed_query(query)
-        return self.store.query(
-            vector,
-            k=top_k or self.top_k,
-            where=filt,
-            min_score=self.min_score if min_score is None else min_score,
-        )
+        return self.embedder.embed_query(query), filt

@@ -383,3 +383,24 @@ def test_dense_side_is_skipped_when_it_cannot_move_the_ranking(settings):
     assert few[0].chunk_id == "panda" and len(few) == 5
     assert retriever.retrieve("Denver Broncos", top_k=3)[0].chunk_id == "broncos"
     assert CountingNoise.queries == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("长江流经多少个省级行政区？", "river"), ("Which river flows to the North Sea?", "rhine")],
+)
+def test_hits_read_only_after_ranking_carry_the_stored_text_and_metadata(settings, query, expected):
+    # Many near-duplicate fillers push the answer's rivals through fusion; only the returned
+    # hits are read, and they come back whole (text, source, stored metadata, fusion scores).
+    fillers = [chunk(f"f{i}", f"中国的城市 {i} and a city in Germany {i}", f"/docs/f{i}.txt") for i in range(60)]
+    retriever = build(settings, ZH_CHUNKS + EN_CHUNKS + fillers, HashingEmbedder(256), candidates=50)
+    retriever.lexical.prune_above = 0  # the two-step keyword search a large index uses
+    hits = retriever.retrieve(query, top_k=3)
+    assert hits[0].chunk_id == expected and len(hits) == 3
+    source = next(c for c in ZH_CHUNKS + EN_CHUNKS if c.id == expected)
+    assert (hits[0].text, hits[0].source, hits[0].title) == (source.text, source.source, "T")
+    meta = hits[0].metadata
+    assert meta["chunk_index"] == source.index and meta["bm25_score"] > 0 and meta["fused_score"] > 0
+    assert meta["coverage"] > 0.5
+    dense_only = HybridRetriever(retriever.dense, retriever.lexical, mode="dense").retrieve(query, top_k=2)
+    assert all(h.text and h.source for h in dense_only)

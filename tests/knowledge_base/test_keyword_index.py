@@ -212,3 +212,78 @@ def test_max_score_follows_writes_from_this_and_other_connections(tmp_path, inde
     assert index.max_score("Rhine") < more  # commoner now: a lower idf, seen by both connections
     assert other.max_score("Rhine") == pytest.approx(index.max_score("Rhine"))
     assert index.max_score("zzz unknown") == 0.0
+
+
+# -- two-step search on a large index -------------------------------------------------------
+
+# Many chunks sharing common terms (Chinese 国/人/中, English "city"/"year"), a few holding rare
+# ones: the shape that makes a one-step FTS5 query score tens of thousands of matches.
+_ZH_FILLER = ["中国人在国内的城市生活", "国家的人民和中国文化", "中国城市人口增长很快", "人们在国内旅行"]
+_EN_FILLER = ["the city grew every year", "a city of many people in that year", "people move to the city"]
+CROWD = [
+    chunk(f"crowd{i}", f"{_ZH_FILLER[i % 4]}。{_EN_FILLER[i % 3]} {i}", f"/docs/crowd{i % 7}.txt", index=i)
+    for i in range(120)
+] + [
+    chunk("zh-needle", "长江流经中国的十一个省级行政区，人口众多的城市沿江分布。", "/docs/river.txt"),
+    chunk("zh-near", "长江中国城市人口", "/docs/river.txt", index=1),
+    chunk("en-needle", "The Rhine city of Basel grew every year as people came for its bridges.", "/docs/rhine.txt"),
+    chunk("en-near", "Basel bridges", "/docs/rhine.txt", index=1),
+]
+
+
+def _two_indexes(tmp_path) -> tuple[BM25Index, BM25Index]:
+    """The same file read in one step (never prunes) and in two (always, with few postings)."""
+    path = tmp_path / "crowd.sqlite3"
+    BM25Index(path, "knowledge").upsert(CROWD)
+    return BM25Index(path, "knowledge", prune_above=10**9), BM25Index(path, "knowledge", prune_above=0, candidate_postings=3)
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [("长江流经中国的哪些城市？", "zh-needle"), ("Which city on the Rhine grew every year for its bridges?", "en-needle")],
+)
+def test_two_step_search_scores_exactly_as_fts5_and_finds_the_rare_terms_chunk(tmp_path, query, needle):
+    one_step, two_step = _two_indexes(tmp_path)
+    exact = dict(one_step.rank(query, 200))
+    assert len(exact) > 100  # the common terms match nearly every chunk
+    ranked = two_step.rank(query, 5)
+    assert ranked[0][0] == needle == one_step.rank(query, 1)[0][0]
+    # The candidates are rescored on every term, as bm25() scores them (to the last bit).
+    assert all(score == exact[cid] for cid, score in ranked)
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    hits = two_step.search(query, 3)
+    assert [h.chunk_id for h in hits] == [cid for cid, _ in ranked[:3]]
+    assert hits[0].text == next(c.text for c in CROWD if c.id == needle) and hits[0].source.endswith(".txt")
+
+
+def test_two_step_search_misses_only_chunks_without_a_rare_term(tmp_path):
+    one_step, two_step = _two_indexes(tmp_path)
+    query = "长江流经中国的哪些城市？"
+    # Only chunks holding one of the rarest terms (长, 江, 长江 ...) can be candidates.
+    assert {cid for cid, _ in two_step.rank(query, 10)} <= {"zh-needle", "zh-near"}
+    assert {"zh-needle", "zh-near"} <= {cid for cid, _ in one_step.rank(query, 200)}
+
+
+def test_two_step_statistics_follow_writes_from_another_connection(tmp_path):
+    one_step, two_step = _two_indexes(tmp_path)
+    query = "Which city on the Rhine grew every year for its bridges?"
+    before = dict(two_step.rank(query, 3))
+    other = BM25Index(tmp_path / "crowd.sqlite3", "knowledge")
+    other.upsert([chunk(f"more{i}", f"city year people bridges {i} " * (i + 1)) for i in range(30)])
+    after = two_step.rank(query, 3)
+    assert dict(after) != before  # more chunks, longer on average: every score moves
+    exact = dict(one_step.rank(query, 300))
+    assert all(score == exact[cid] for cid, score in after)
+
+
+def test_records_reads_chunks_by_id(index):
+    index.upsert(ENGLISH + CHINESE)
+    got = index.records(["paris", "zh-panda", "missing"])
+    assert set(got) == {"paris", "zh-panda"}
+    assert got["zh-panda"].text.startswith("大熊猫") and got["paris"].metadata["source"] == "/docs/france.md"
+    assert index.records([]) == {}
+
+
+def test_pruning_settings_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="candidate_postings"):
+        BM25Index(tmp_path / "x.sqlite3", "knowledge", candidate_postings=0)

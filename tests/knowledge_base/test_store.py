@@ -53,6 +53,22 @@ def test_query_ranks_by_cosine_and_respects_min_score_and_filters(store_settings
     assert retriever.retrieve("x", source_glob="*.pdf") == []
 
 
+def test_rank_gives_the_ids_and_cosines_of_retrieve_without_reading_chunks(store_settings):
+    store = ChromaStore(store_settings.collection, path=store_settings.chroma_path, url=store_settings.chroma_url)
+    chunks = [chunk(0, "x axis"), chunk(1, "y 轴", source="/docs/b.md"), chunk(2, "对角线 diagonal")]
+    store.upsert(chunks, [[1, 0, 0], [0, 1, 0], unit(1, 1, 0)], embedder_id="axes")
+    retriever = DenseRetriever(store, VectorEmbedder(), top_k=3, sources=lambda: ["/docs/a.txt", "/docs/b.md"])
+    # More asked for than stored: all three, best first, as retrieve() ranks them.
+    ranked = retriever.rank("xy", top_k=50)
+    hits = retriever.retrieve("xy", top_k=50)
+    assert [cid for cid, _ in ranked] == [h.chunk_id for h in hits] and ranked[0][0] == "id2"
+    assert [s for _, s in ranked] == pytest.approx([h.score for h in hits])
+    assert retriever.rank("x", source_glob="*.md") == [("id1", pytest.approx(0.0, abs=1e-5))]
+    assert retriever.rank("x", where={"source": "/docs/none.txt"}) == []
+    assert DenseRetriever(ChromaStore("absent-one", path=store_settings.chroma_path,
+                                      url=store_settings.chroma_url), VectorEmbedder()).rank("x") == []
+
+
 def test_writes_are_batched_under_the_clients_limit(settings, monkeypatch):
     store = ChromaStore("batched", path=settings.chroma_path)
     monkeypatch.setattr(store, "_batch_size", lambda: 3)
