@@ -135,7 +135,7 @@ def baseline(data: RetrievalDataset, embedder_path: str, tokenisers: dict[str, o
 # -- ragmem ------------------------------------------------------------------------------------
 
 
-def ragmem(data: RetrievalDataset, embedder: str, progress) -> dict:
+def ragmem(data: RetrievalDataset, embedder: str, progress, modes: tuple[str, ...] = ("dense", "bm25", "hybrid")) -> dict:
     from rag_memory.config import Settings
     from rag_memory.eval.retrieval import evaluate_retrieval
 
@@ -148,7 +148,7 @@ def ragmem(data: RetrievalDataset, embedder: str, progress) -> dict:
                 progress(f"ragmem {stage} {done}/{total}")
             last["stage"] = stage
 
-        result = evaluate_retrieval(data, settings, progress=report)
+        result = evaluate_retrieval(data, settings, modes=modes, progress=report)
     out = {f"ragmem_{mode}": m.as_json() for mode, m in result.results.items()}
     out["_ragmem"] = {"chunks": result.chunks, "ingest_s": round(result.ingest_seconds, 1),
                       "embedder": result.embedder, "failed_passages": len(result.failed_passages)}
@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="questions per data set (default: all)")
     parser.add_argument("--embedder", default="all-MiniLM-L6-v2")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--modes", default="dense,bm25,hybrid", help="ragmem retrieval modes to run")
     parser.add_argument(
         "--threads", type=int, default=None,
         help="torch CPU threads (default: torch's own); 1 gives steadier latencies on a shared machine",
@@ -203,7 +204,7 @@ def main() -> None:
         data = load_dataset(name, data_dir=args.data_dir, limit=args.limit)
         progress(f"{name}: {len(data.passages)} passages, {len(data.questions)} questions")
         started = time.perf_counter()
-        rows = ragmem(data, args.embedder, progress)
+        rows = ragmem(data, args.embedder, progress, tuple(m.strip() for m in args.modes.split(",") if m.strip()))
         if not args.skip_baseline:
             toks = {"words": words} if name == "squad" else {"char_uni_bigrams": char_unibigrams, "jieba": jieba_words}
             rows.update(baseline(data, embedder_path, toks, progress))
@@ -222,6 +223,7 @@ def main() -> None:
     result = {
         "embedder": args.embedder,
         "limit": args.limit,
+        "modes": args.modes,
         "bm25_pruning": {"prune_above": keyword_index.PRUNE_ABOVE,
                          "candidate_postings": keyword_index.CANDIDATE_POSTINGS},
         "machine": {

@@ -12,11 +12,20 @@ BM25Index.upsert) in batches of 5,000; build time and the peak RSS are recorded 
 Searching: each query is a SQuAD or CMRC dev question (not in the store), embedded for real
 on every call (the query cache is bypassed), through the same HybridRetriever `ragmem search`
 uses; p50/p95 of hybrid (default mode, embedding included), dense only (embedding included),
-the query embedding alone, and the keyword index alone, per language.
+the query embedding alone, and the keyword index alone, per language, with each stage of the
+hybrid. Beside the wall-clock times, ``cpu_p50_ms`` is the process's CPU time per call (all its
+threads): on a shared machine it stays close to what an idle machine takes while the wall
+clock grows with the load. The keyword index is also asked in one FTS5 query per search
+(``bm25_one_step``), side by side, and the two rankings compared.
+
+With --home the store is kept; a later run with the same settings reuses it and only searches,
+in a fresh process, so ``peak_rss_mb_search_process`` is then a search process's own peak and
+``first_query_s`` the time to load the collection's index and answer once.
 
 Usage:
     nice -n 10 .venv/bin/python benchmarks/search_scale.py [--chunks 100000] [--queries 60]
-        [--real 1000] [--threads 1] [--repeats 1] [--home DIR] [--out benchmarks/results/search_scale.json]
+        [--real 1000] [--threads 1] [--repeats 1] [--home DIR] [--chroma-server]
+        [--out benchmarks/results/search_scale.json]
 """
 
 from __future__ import annotations
@@ -77,6 +86,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=1,
                         help="ONNX Runtime intra-op threads for the embedder (0: one per core, the library's default)")
+    parser.add_argument("--chroma-server", action="store_true",
+                        help="Keep the vectors in a local `chroma run` server (HTTP) instead of embedded Chroma")
     parser.add_argument("--repeats", type=int, default=1, help="Passes over the queries (each one times every query).")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/search_scale.json")
     parser.add_argument(
@@ -89,6 +100,7 @@ def main() -> None:
     from bench_machine import machine_info
 
     from rag_memory.config import Settings
+    from rag_memory.knowledge_base.keyword_index import BM25Index
     from rag_memory.pipelines.components import Components
 
     started = machine_info()
@@ -99,7 +111,12 @@ def main() -> None:
         else:
             args.home.mkdir(parents=True, exist_ok=True)
             home = str(args.home.resolve())
-        settings = Settings.load({"home": home})
+        options = {"home": home}
+        if args.chroma_server:
+            from tests.helpers.chroma_server import chroma_server
+
+            options["chroma_url"] = stack.enter_context(chroma_server(Path(home) / "chroma-server"))
+        settings = Settings.load(options)
         # A first use exports the ONNX graph (torch loaded); do that in another process, so this
         # one's peak RSS is the search process's own.
         code = ("from rag_memory.pipelines.components import Components; from rag_memory.config import Settings;"
@@ -114,7 +131,8 @@ def main() -> None:
         warm_up_s = time.perf_counter() - t0
         rss_after_warm_up = rss_mb()
 
-        wanted = {"chunks": args.chunks, "real": args.real, "noise": args.noise, "embedder": embedder.model_id}
+        wanted = {"chunks": args.chunks, "real": args.real, "noise": args.noise, "embedder": embedder.model_id,
+                  "chroma": "server" if args.chroma_server else "embedded"}
         marker = Path(home) / "search_scale_build.json"
         previous = json.loads(marker.read_text(encoding="utf-8")) if marker.exists() else None
         if previous is not None and previous["settings"] == wanted:
@@ -130,17 +148,22 @@ def main() -> None:
         before_search = machine_info()
         rss_before_search = rss_mb()
         retriever = parts.retriever
+        # The same keyword index answered in one FTS5 query (never two steps), for comparison.
+        one_step = BM25Index(settings.lexical_path, settings.collection, prune_above=10**12)
         results: dict[str, dict] = {}
         t0 = time.perf_counter()
         retriever.retrieve(qen[0])  # loads the collection's vector index and opens the keyword index
         first_query_s = time.perf_counter() - t0
         for lang, questions in (("english", qen[: args.queries]), ("chinese", qzh[: args.queries])):
-            timings: dict[str, list[float]] = {"hybrid": [], "dense": [], "embed_query": [], "bm25": []}
+            timings: dict[str, list[float]] = {
+                "hybrid": [], "dense": [], "embed_query": [], "bm25": [], "bm25_one_step": []
+            }
+            agree = {"top1": 0, "overlap10": 0.0, "overlap50": 0.0, "identical50": 0}
             cpu: dict[str, list[float]] = {m: [] for m in timings}
             stages: dict[str, list[float]] = {}
             for _ in range(args.repeats):
                 for q in questions:
-                    for mode in ("hybrid", "dense", "embed_query", "bm25"):
+                    for mode in timings:
                         embedder.__dict__.pop("_query_cache", None)  # every call embeds for real
                         c0, t0 = time.process_time(), time.perf_counter()
                         if mode == "hybrid":
@@ -151,15 +174,27 @@ def main() -> None:
                             parts.dense_retriever.retrieve(q, top_k=settings.hybrid_candidates)
                         elif mode == "embed_query":
                             embedder.embed_query(q)
+                        elif mode == "bm25":
+                            got = parts.lexical.search(q, settings.hybrid_candidates)
                         else:
-                            parts.lexical.search(q, settings.hybrid_candidates)
+                            exact = one_step.search(q, settings.hybrid_candidates)
                         timings[mode].append(time.perf_counter() - t0)
                         cpu[mode].append(time.process_time() - c0)
+                    a, b = [h.chunk_id for h in exact], [h.chunk_id for h in got]
+                    agree["top1"] += a[:1] == b[:1]
+                    agree["identical50"] += a == b
+                    agree["overlap10"] += len(set(a[:10]) & set(b[:10])) / max(1, len(a[:10]))
+                    agree["overlap50"] += len(set(a) & set(b)) / max(1, len(a))
             results[lang] = {
                 m: {"p50_ms": pct(v, 0.5), "p95_ms": pct(v, 0.95), "cpu_p50_ms": pct(cpu[m], 0.5)}
                 for m, v in timings.items()
             }
             results[lang]["hybrid_stages_p50_ms"] = {s: pct(v, 0.5) for s, v in stages.items()}
+            n = len(questions) * args.repeats
+            results[lang]["bm25_two_step_vs_one_step"] = {
+                "top1_same": round(agree["top1"] / n, 3), "top50_identical": round(agree["identical50"] / n, 3),
+                "overlap_at_10": round(agree["overlap10"] / n, 3), "overlap_at_50": round(agree["overlap50"] / n, 3),
+            }
             print(lang, results[lang], flush=True)
 
     summary = {
@@ -171,6 +206,7 @@ def main() -> None:
         "first_query_s": round(first_query_s, 2),
         "hybrid_p50_ms": {lang: r["hybrid"]["p50_ms"] for lang, r in results.items()},
         "bm25_p50_ms": {lang: r["bm25"]["p50_ms"] for lang, r in results.items()},
+        "bm25_one_step_p50_ms": {lang: r["bm25_one_step"]["p50_ms"] for lang, r in results.items()},
         "load_average_during_search": [before_search["load_average_1_5_15"], machine_info()["load_average_1_5_15"]],
     }
     print(json.dumps(summary, indent=2))
@@ -178,6 +214,7 @@ def main() -> None:
         "benchmark": "search_scale",
         "command": " ".join(["benchmarks/search_scale.py", *sys.argv[1:]]),
         "settings": {"chunks": args.chunks, "queries_per_language": args.queries, "repeats": args.repeats,
+                     "chroma": "server (chroma run on loopback)" if args.chroma_server else "embedded",
                      "real_vectors": args.real, "noise_sigma": args.noise,
                      "embedder": type(embedder).__name__ + " " + embedder.model_id,
                      "embedder_threads": getattr(embedder, "threads", None) or "default (one per core)",

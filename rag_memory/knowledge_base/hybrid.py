@@ -467,6 +467,9 @@ class HybridRetriever:
         prior = self.dense_prior(query) if self.mode == "hybrid" else None
         dense_hits: list[Hit] = []
         lexical_hits: list[Hit] = []
+        # The query is embedded on another core while the keyword index searches (ONNX Runtime
+        # and SQLite both release the GIL); the dense side then finds the vector cached.
+        embedding = self.prefetch(query) if self.mode == "hybrid" and prior else None
         if self.mode in ("hybrid", "bm25"):
             t = time.perf_counter()
             self._ensure_index()
@@ -475,6 +478,8 @@ class HybridRetriever:
             allowed = self.store.ids(where=where) if where else None
             lexical_hits = [_bare(cid, s) for cid, s in self.lexical.rank(query, pool, sources, ids=allowed)]
             timings["bm25"] = time.perf_counter() - t
+        if embedding is not None:
+            embedding.join()
         if self.mode == "dense" or (self.mode == "hybrid" and (prior or len(lexical_hits) < k)):
             t = time.perf_counter()
             ranked = self.dense.rank(

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import sqlite3
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -573,11 +574,11 @@ def _idf(n: int, df: int) -> float:
 def _score(terms: Sequence[str], weights: Sequence[float], chunk_terms: list[str], avgdl: float) -> float:
     """A chunk's BM25 score for the query ``terms`` (each with its idf in ``weights``),
     computed as FTS5's ``bm25()`` does: one phrase per query term, summed in query order."""
-    counts = {t: chunk_terms.count(t) for t in set(terms)}
+    counts = Counter(chunk_terms)
     norm = BM25_K1 * (1 - BM25_B + BM25_B * len(chunk_terms) / avgdl)
     score = 0.0
     for term, idf in zip(terms, weights, strict=True):
-        f = counts[term]
+        f = counts.get(term, 0)
         score += idf * ((f * (BM25_K1 + 1.0)) / (f + norm))
     return score
 

@@ -404,3 +404,31 @@ def test_hits_read_only_after_ranking_carry_the_stored_text_and_metadata(setting
     assert meta["coverage"] > 0.5
     dense_only = HybridRetriever(retriever.dense, retriever.lexical, mode="dense").retrieve(query, top_k=2)
     assert all(h.text and h.source for h in dense_only)
+
+
+class ThreadNotingEmbedder(HashingEmbedder):
+    """A hashing embedder that may embed in the background and notes which thread embeds."""
+
+    background_safe = True
+
+    def __init__(self) -> None:
+        super().__init__(256)
+        self.threads: list[str] = []
+
+    def _embed_query(self, text):
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        return super()._embed_query(text)
+
+
+@pytest.mark.parametrize("query", ["Which river flows to the North Sea?", "长江流经多少个省级行政区？"])
+def test_hybrid_embeds_the_query_once_beside_the_keyword_search(settings, query):
+    embedder = ThreadNotingEmbedder()
+    retriever = build(settings, ZH_CHUNKS + EN_CHUNKS, embedder, candidates=10)
+    hits = retriever.retrieve(query, top_k=2)
+    assert hits[0].chunk_id in ("rhine", "river") and hits[0].metadata["dense_score"] is not None
+    assert embedder.threads == ["ragmem-query-embed"]  # once, on the background thread
+    bm25_only = HybridRetriever(retriever.dense, retriever.lexical, mode="bm25")
+    bm25_only.retrieve("Which team won Super Bowl 50?")
+    assert embedder.threads == ["ragmem-query-embed"]  # BM25 alone embeds nothing
