@@ -297,6 +297,19 @@ class ChatHistory:
         rows = self._run("read", lambda conn: conn.execute(sql, args).fetchall())
         return [SessionInfo(r[0], r[1], int(r[2]), r[3], r[4]) for r in rows]
 
+    def speakers(self, user_id: str) -> set[str]:
+        """The names the user's turns were stored under (``remember_turns``' speakers, e.g. the
+        people of a replayed conversation); empty for the plain user of ``ask``/``chat``."""
+        rows = self._run(
+            "read",
+            lambda conn: conn.execute(
+                "SELECT DISTINCT json_extract(metadata, '$.speaker') FROM turns WHERE user_id = ? AND role = 'user'"
+                " AND metadata != '{}'",
+                (user_id,),
+            ).fetchall(),
+        )
+        return {str(r[0]) for r in rows if r[0]}
+
     def users(self) -> list[str]:
         """Every user with stored turns, sorted."""
         rows = self._run(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -48,6 +48,11 @@ class RecallStrategy:
         time_cues: Weigh units by the period a question names ("last week", "上个月").
         entities: Boost units that mention entities the question names; one hop through the graph.
         neighbours: Also take up to this many turns on each side of a strong hit (same session).
+        speakers: Speaker-aware: a question that names one of the conversation's speakers
+            ("What did Caroline research?") is matched on its content without the name, and
+            the units that speaker said are raised (``SPEAKER_BOOST``).
+        gate_each: Drop each unit the relevance gate does not pass; without it the gate only
+            decides whether anything is recalled at all (nothing passes: nothing recalled).
     """
 
     mode: str = "hybrid"
@@ -57,6 +62,8 @@ class RecallStrategy:
     time_cues: bool = True
     entities: bool = True
     neighbours: int = 0
+    speakers: bool = True
+    gate_each: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -72,7 +79,7 @@ class RecallStrategy:
         return replace(self, **changes)
 
 
-_PLAIN = RecallStrategy(gate=False, time_cues=False, entities=False)
+_PLAIN = RecallStrategy(gate=False, time_cues=False, entities=False, speakers=False)
 
 # Every strategy ``ragmem eval memory`` and benchmarks/memory_eval.py compare, by name.
 STRATEGIES: dict[str, RecallStrategy] = {
@@ -84,6 +91,8 @@ STRATEGIES: dict[str, RecallStrategy] = {
     "hybrid+entities": _PLAIN.but(entities=True),
     "hybrid+time+entities": _PLAIN.but(time_cues=True, entities=True),
     "hybrid+windows": _PLAIN.but(neighbours=1),
+    "hybrid+time+entities+speakers": _PLAIN.but(time_cues=True, entities=True, speakers=True),
+    "default+gate-each": RecallStrategy(gate_each=True),
     "default": RecallStrategy(),
 }
 DEFAULT_NAME = "default"
@@ -102,9 +111,11 @@ def recall_units(
     languages: str = "auto",
     timings: dict[str, float] | None = None,
     graph=None,
+    speakers: Collection[str] = (),
 ) -> list[Memory]:
-    """The user's memory units ranked for ``query`` by ``strategy``, best first (ungated
-    units dropped when ``strategy.gate``). See the module docstring."""
+    """The user's memory units ranked for ``query`` by ``strategy``, best first (nothing when
+    the gate finds no unit relevant; ungated units dropped when ``strategy.gate_each``).
+    ``speakers``: the names the user's turns were stored under. See the module docstring."""
     from rag_memory.knowledge_base.hybrid import (
         dense_prior,
         fuse,
@@ -116,6 +127,12 @@ def recall_units(
     from rag_memory.text.terms import lexical_terms
 
     timings = timings if timings is not None else {}
+    named = named_speakers(query, speakers) if strategy.speakers and speakers else []
+    asked = query
+    if named:
+        # "What did Caroline research?": both speakers' turns carry their names, so the name
+        # says nothing about content; who said it is weighed apart (``SPEAKER_BOOST``).
+        query = without_names(query, named)
     where: dict[str, Any] = {"user_id": user_id}
     if exclude_session is not None:
         where = {"$and": [{"user_id": user_id}, {"session_id": {"$ne": exclude_session}}]}
@@ -157,7 +174,8 @@ def recall_units(
     if strategy.time_cues:
         from rag_memory.memory.time_cues import time_cue
 
-        cue = time_cue(query, now_dt)
+        cue = time_cue(asked, now_dt)
+    passed: set[str] = set()
     if strategy.gate:
         # A unit said in the period the question names needs less lexical evidence.
         passed = {
@@ -166,10 +184,13 @@ def recall_units(
             or (cue is not None and cue.periods and cue.covers(_when(h, now_dt))
                 and passes_gate(h, dense_gate * PERIOD_GATE_SHARE, PERIOD_GATE))
         }
-        # A fact stands or falls with the turn it was taken from.
-        passed_turns = {h.metadata.get("turn") for h in hits if h.chunk_id in passed and h.metadata.get("turn")}
-        hits = [h for h in hits if h.chunk_id in passed
-                or (h.metadata.get("kind") == "fact" and h.metadata.get("turn") in passed_turns)]
+        if not passed:
+            return []  # nothing the question is about: nothing recalled
+        if strategy.gate_each:
+            # A fact stands or falls with the turn it was taken from.
+            passed_turns = {h.metadata.get("turn") for h in hits if h.chunk_id in passed and h.metadata.get("turn")}
+            hits = [h for h in hits if h.chunk_id in passed
+                    or (h.metadata.get("kind") == "fact" and h.metadata.get("turn") in passed_turns)]
 
     hits = [h for h in hits if h.metadata.get("user_id") == user_id]  # the filter ensures it; never trust one line
     if strategy.entities and graph is not None and hits:
@@ -199,8 +220,15 @@ def recall_units(
            else m for m in out]
     out.sort(key=lambda m: (-m.score, m.created_at))
     out = _dedupe(out)
+    if len(named) == 1:
+        if strategy.gate and said_by_another(out, named[0], {h.chunk_id: h.metadata.get("coverage") for h in hits}):
+            return []
+        out = [replace(m, score=m.score + SPEAKER_BOOST) if speaker_of(m.text) == named[0] else m for m in out]
+        out.sort(key=lambda m: (-m.score, m.created_at))
     if strategy.time_cues:
-        out = mark_superseded(out)
+        # Only a unit the gate vouches for may update another ("a new cat tree" does not
+        # update the cat's name).
+        out = mark_superseded(out, relevant=passed if strategy.gate else None)
     return out
 
 
@@ -215,12 +243,13 @@ _LABEL = re.compile(r"^[^:：\n]{1,40}[:：]\s*")
 SUPERSEDE_WINDOW = 20
 
 
-def mark_superseded(memories: Sequence[Memory]) -> list[Memory]:
+def mark_superseded(memories: Sequence[Memory], *, relevant: Collection[str] | None = None) -> list[Memory]:
     """Mark each older unit that a newer one updates (same subject, the newer one says it
     changed, or a fact of the same form with another value), and rank the newer first.
 
-    Only the best ``SUPERSEDE_WINDOW`` units are compared; nothing is deleted: a superseded
-    unit is still shown, as earlier, with ``superseded_by`` naming its successor.
+    Only the best ``SUPERSEDE_WINDOW`` units are compared, and only those whose ids are in
+    ``relevant`` (when given) may update another; nothing is deleted: a superseded unit is still shown, as
+    earlier, with ``superseded_by`` naming its successor.
     """
     from rag_memory.text.terms import lexical_terms
 
@@ -230,6 +259,8 @@ def mark_superseded(memories: Sequence[Memory]) -> list[Memory]:
     for i, old in enumerate(head):
         for j, new in enumerate(head):
             if i == j or new.created_at <= old.created_at or i in marks:
+                continue
+            if relevant is not None and new.id not in relevant:
                 continue
             if _updates(new, old, terms[j], terms[i]):
                 marks[i] = j
@@ -253,6 +284,69 @@ def _updates(new: Memory, old: Memory, new_terms: set[str], old_terms: set[str])
         # Facts of one form ("The user lives in …", "用户在…工作") about different values.
         return _fact_form(new.text) == _fact_form(old.text) and overlap >= 0.1
     return bool(_UPDATE.search(_LABEL.sub("", new.text))) and overlap >= 0.15 and len(shared) >= 2
+
+
+# -- speakers ------------------------------------------------------------------------------
+# Names a unit is never said under in a conversation between named people.
+_PLAIN_LABELS = frozenset({"User", "Assistant"})
+_CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
+
+
+def speaker_of(text: str) -> str | None:
+    """Who said a unit (its ``Name: `` label), if it has one."""
+    m = _LABEL.match(text)
+    return m.group().rstrip(": ：") if m else None
+
+
+def named_speakers(query: str, speakers: Collection[str]) -> list[str]:
+    """The speakers a question names (whole words; a Chinese name anywhere), longest first."""
+    out = []
+    for name in sorted(set(speakers) - _PLAIN_LABELS, key=len, reverse=True):
+        if _CJK_CHAR.search(name):
+            if name in query:
+                out.append(name)
+        elif re.search(rf"(?<!\w){re.escape(name)}(?!\w)", query, re.IGNORECASE):
+            out.append(name)
+    return out
+
+
+def without_names(query: str, names: Sequence[str]) -> str:
+    """The question without these names (and their possessive), or as it was when nothing
+    else would be left ("Who is Caroline?")."""
+    from rag_memory.text.terms import lexical_terms
+
+    out = query
+    for name in names:
+        if _CJK_CHAR.search(name):
+            out = re.sub(rf"{re.escape(name)}的?", "", out)
+        else:
+            out = re.sub(rf"(?<!\w){re.escape(name)}(?:['’]s)?(?!\w)\s*", "", out, flags=re.IGNORECASE)
+    return out if lexical_terms(out) else query
+
+
+# A first-person statement: the speaker says it of themselves (not "what did you use?").
+_FIRST_PERSON = re.compile(r"(?<!\w)(?:I|I'm|I've|I'd|I'll|me|my|mine|myself|we|our|us)(?!\w)|我|咱")
+_SENTENCE = re.compile(r"(?<=[.!?。！？])\s*")
+
+
+def _own_statement(text: str) -> bool:
+    body = _LABEL.sub("", text)
+    said = " ".join(s for s in _SENTENCE.split(body) if not s.rstrip().endswith(("?", "？")) and "吗" not in s)
+    return bool(_FIRST_PERSON.search(said))
+
+
+def said_by_another(memories: Sequence[Memory], name: str, coverage: Mapping[str, float | None]) -> bool:
+    """Whether a question about ``name`` is answered only by what someone else said of
+    themselves: the best first-person statements by others outscore ``name``'s own (score
+    plus term coverage) by more than ``SPEAKER_GATE``. LoCoMo's adversarial questions swap
+    the speaker ("What did Caroline realise after her charity race?" when Melanie ran it)."""
+    def best(mine: bool) -> tuple[float, float]:
+        picked = [m for m in memories if (speaker_of(m.text) == name) == mine and _own_statement(m.text)]
+        return (max((m.score for m in picked), default=0.0),
+                max((coverage.get(m.id) or 0.0 for m in picked), default=0.0))
+
+    (own_score, own_cov), (other_score, other_cov) = best(True), best(False)
+    return (other_score - own_score) + (other_cov - own_cov) > SPEAKER_GATE
 
 
 def _fact_form(text: str) -> str:
@@ -292,6 +386,11 @@ PERIOD_GATE_SHARE = 0.5
 PERIOD_GATE = _gate(coverage_latin=MEMORY_GATE.coverage_latin * PERIOD_GATE_SHARE,
                     coverage_cjk=MEMORY_GATE.coverage_cjk * PERIOD_GATE_SHARE)
 ENTITY_BOOST = 0.15
+# Speakers (benchmarks/memory_eval.py, LoCoMo conversations 0-4): the units the named speaker
+# said are raised by this much; a question is answered by nobody when others' statements
+# outscore the speaker's own by more than SPEAKER_GATE (score + coverage, see said_by_another).
+SPEAKER_BOOST = 0.3
+SPEAKER_GATE = 0.9
 PERIOD_BOOST = 0.3
 ORDER_BOOST = 0.1
 

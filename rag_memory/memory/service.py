@@ -122,6 +122,7 @@ class MemoryService:
         self.strategy = strategy
         self.languages = languages
         self.last_timings: dict[str, float] = {}
+        self._speakers: dict[str, set[str]] = {}  # user -> the names their turns were stored under
         if count_tokens is None:
             from rag_memory.generation.openai_compatible import approximate_tokens
 
@@ -174,6 +175,7 @@ class MemoryService:
             if t.answer is not None:
                 rows.append(("assistant", t.answer.strip(), when, None))
         stored = self.history_store.add_many(user_id, session_id, rows)
+        self._speakers.pop(user_id, None)
         checkpoint("history")
         user_turns = [s for s in stored if s.role == "user"]
         units: list[MemoryUnit] = []
@@ -262,10 +264,16 @@ class MemoryService:
         ranked = recall_units(
             self.long_term, user_id, query, strategy, exclude_session=exclude_session,
             now=as_utc(now), dense_gate=self.min_score, languages=self.languages, timings=timings,
-            graph=self.graph,
+            graph=self.graph, speakers=self.speakers(user_id) if strategy.speakers else (),
         )
         self.last_timings = timings
         return ranked
+
+    def speakers(self, user_id: str) -> set[str]:
+        """The names the user's turns were stored under (a replayed conversation's people)."""
+        if user_id not in self._speakers:
+            self._speakers[user_id] = self.history_store.speakers(user_id)
+        return self._speakers[user_id]
 
     def with_strategy(self, strategy: RecallStrategy) -> MemoryService:
         """The same memory, recalled by another strategy (for comparisons such as ``ragmem eval memory``)."""
@@ -379,6 +387,7 @@ class MemoryService:
             How many memory units were deleted.
         """
         check_id("user_id", user_id)
+        self._speakers.pop(user_id, None)
         ids = self.long_term.forget_ids(user_id, session_id=session_id, memory_id=memory_id)
         if self.graph is not None:
             if session_id is None and memory_id is None:
@@ -392,6 +401,7 @@ class MemoryService:
     def clear(self) -> int:
         """Delete every user's history, memories and entities; returns the memory units deleted."""
         self.history_store.clear()
+        self._speakers.clear()
         if self.graph is not None:
             self.graph.clear()
         return self.long_term.clear()
