@@ -34,7 +34,7 @@ from rag_memory.errors import ConfigError
 from rag_memory.knowledge_base.keyword_index import BM25Index
 from rag_memory.knowledge_base.retrievers import DenseRetriever, match_sources
 from rag_memory.schema import Hit
-from rag_memory.text.terms import lexical_terms
+from rag_memory.text.terms import lexical_terms, term_set
 
 log = logging.getLogger(__name__)
 
@@ -603,7 +603,7 @@ def term_coverage(weights: Mapping[str, float], text: str) -> float:
     total = sum(weights.values())
     if total <= 0:
         return 0.0
-    present = set(lexical_terms(text))
+    present = term_set(text)
     return sum(w for t, w in weights.items() if t in present) / total
 
 

@@ -4,12 +4,16 @@ Dense (Chroma) and BM25 (the memory collection's FTS5 index, same terms as the k
 base) candidates are fused by ``knowledge_base.hybrid`` (min-max scores, a dense share scaled
 by how much of the question the embedder reads, and by each list's separation), then:
 
-- the relevance gate of the knowledge base drops a unit that neither side vouches for
-  (BM25 match strength or cosine, ``hybrid.passes_gate``);
+- a question that names one of a conversation's speakers ("What did Caroline research?") is
+  matched on its content without the name, and that speaker's own turns are raised;
+- the relevance gate of the knowledge base (BM25 match strength or cosine,
+  ``hybrid.passes_gate``) decides whether the question is about anything remembered at all:
+  when no unit passes, nothing is recalled; when the question names a speaker and only others'
+  first-person statements match it (``said_by_another``), nothing either;
 - time cues in the question ("last week", "上个月", "when did I") weigh units said in the
   named period, or rank by time;
-- entities the question names pull the units that mention them, and one hop through the
-  entity graph reaches units about related entities (multi-evidence questions);
+- entities the question names pull the units that mention them;
+- the first unit comes from the session the best units agree on;
 - a newer unit that updates an older one about the same thing marks the older as superseded.
 
 Every step is a field of ``RecallStrategy``, so ``ragmem eval memory`` can compare them.
@@ -23,6 +27,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from rag_memory.errors import ConfigError
@@ -47,12 +52,13 @@ class RecallStrategy:
         recency_weight: Share of the score that comes from recency (0 leaves the order alone).
         time_cues: Weigh units by the period a question names ("last week", "上个月").
         entities: Boost units that mention entities the question names; one hop through the graph.
-        neighbours: Also take up to this many turns on each side of a strong hit (same session).
         speakers: Speaker-aware: a question that names one of the conversation's speakers
             ("What did Caroline research?") is matched on its content without the name, and
             the units that speaker said are raised (``SPEAKER_BOOST``).
         gate_each: Drop each unit the relevance gate does not pass; without it the gate only
             decides whether anything is recalled at all (nothing passes: nothing recalled).
+        lead_session: The first unit comes from the session the best units agree on
+            (``lead_with_best_session``).
     """
 
     mode: str = "hybrid"
@@ -61,9 +67,9 @@ class RecallStrategy:
     recency_weight: float = 0.0
     time_cues: bool = True
     entities: bool = True
-    neighbours: int = 0
     speakers: bool = True
     gate_each: bool = False
+    lead_session: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -72,14 +78,12 @@ class RecallStrategy:
             raise ConfigError(f"memory candidates must be at least 1, got {self.candidates}")
         if not 0.0 <= self.recency_weight <= 1.0:
             raise ConfigError(f"recency_weight must be between 0 and 1, got {self.recency_weight}")
-        if self.neighbours < 0:
-            raise ConfigError(f"neighbours must be 0 or more, got {self.neighbours}")
 
     def but(self, **changes: Any) -> RecallStrategy:
         return replace(self, **changes)
 
 
-_PLAIN = RecallStrategy(gate=False, time_cues=False, entities=False, speakers=False)
+_PLAIN = RecallStrategy(gate=False, time_cues=False, entities=False, speakers=False, lead_session=False)
 
 # Every strategy ``ragmem eval memory`` and benchmarks/memory_eval.py compare, by name.
 STRATEGIES: dict[str, RecallStrategy] = {
@@ -90,7 +94,6 @@ STRATEGIES: dict[str, RecallStrategy] = {
     "hybrid+time": _PLAIN.but(time_cues=True),
     "hybrid+entities": _PLAIN.but(entities=True),
     "hybrid+time+entities": _PLAIN.but(time_cues=True, entities=True),
-    "hybrid+windows": _PLAIN.but(neighbours=1),
     "hybrid+time+entities+speakers": _PLAIN.but(time_cues=True, entities=True, speakers=True),
     "default+gate-each": RecallStrategy(gate_each=True),
     "default": RecallStrategy(),
@@ -161,12 +164,14 @@ def recall_units(
         hits = [_with(h, dense_score=h.score, bm25_score=None) for h in dense]
     else:
         hits = [_with(h, dense_score=None, bm25_score=h.score) for h in lexical]
-    if hits:
-        weights = (long_term.keyword.term_weights(query) if long_term.keyword is not None
-                   else {t: 1.0 for t in lexical_terms(query)})
+    def weighted(question: str) -> dict[str, float]:
+        weights = (long_term.keyword.term_weights(question) if long_term.keyword is not None
+                   else {t: 1.0 for t in lexical_terms(question)})
         # "What did I say about X": the talk about talking is not what the memory must hold.
-        weights = {t: w for t, w in weights.items() if t not in _META_TERMS} or weights
-        hits = with_coverage(query, hits, weights)
+        return {t: w for t, w in weights.items() if t not in _META_TERMS} or weights
+
+    if hits:
+        hits = with_coverage(query, hits, weighted(query))
     hits = [_with(h, dense_prior=prior) for h in hits]
     now_dt = as_utc(now)
     now_ts = now_dt.timestamp()
@@ -177,9 +182,12 @@ def recall_units(
         cue = time_cue(asked, now_dt)
     passed: set[str] = set()
     if strategy.gate:
+        # Whether the question is about anything remembered at all is read on the whole
+        # question: a named speaker's own turns carry the name (who said it is weighed apart).
+        judged = with_coverage(asked, hits, weighted(asked)) if named and hits else hits
         # A unit said in the period the question names needs less lexical evidence.
         passed = {
-            h.chunk_id for h in hits
+            h.chunk_id for h in judged
             if passes_gate(h, dense_gate, MEMORY_GATE)
             or (cue is not None and cue.periods and cue.covers(_when(h, now_dt))
                 and passes_gate(h, dense_gate * PERIOD_GATE_SHARE, PERIOD_GATE))
@@ -225,11 +233,35 @@ def recall_units(
             return []
         out = [replace(m, score=m.score + SPEAKER_BOOST) if speaker_of(m.text) == named[0] else m for m in out]
         out.sort(key=lambda m: (-m.score, m.created_at))
+    if strategy.lead_session and not (cue and cue.periods):  # a named period already picks the session
+        out = lead_with_best_session(out)
     if strategy.time_cues:
         # Only a unit the gate vouches for may update another ("a new cat tree" does not
         # update the cat's name).
         out = mark_superseded(out, relevant=passed if strategy.gate else None)
     return out
+
+
+def lead_with_best_session(memories: Sequence[Memory]) -> list[Memory]:
+    """The best unit of the best session first: sessions are scored by their two best units
+    among the first ``SESSION_WINDOW`` (the second at half weight), so a session several good
+    units agree on leads over one lone match."""
+    head = memories[:SESSION_WINDOW]
+    if len(head) < 2:
+        return list(memories)
+    scores: dict[str, list[float]] = {}
+    said: set[str] = set()
+    for m in head:
+        if m.turn and m.turn in said:
+            continue  # a fact and the turn it was taken from are one piece of evidence
+        said.add(m.turn or m.id)
+        scores.setdefault(m.session_id, []).append(m.score)
+    value = {sid: sum(s * 0.5**i for i, s in enumerate(sorted(v, reverse=True)[:2])) for sid, v in scores.items()}
+    best = max(value, key=lambda sid: value[sid])
+    i = next(i for i, m in enumerate(memories) if m.session_id == best)
+    if i == 0:
+        return list(memories)
+    return [replace(memories[i], score=memories[0].score + 1e-6), *memories[:i], *memories[i + 1:]]
 
 
 # An update says so: "I moved from Leeds to Porto", "now", "no longer", "我换到成都工作了", "改到".
@@ -241,6 +273,7 @@ _UPDATE = re.compile(
 )
 _LABEL = re.compile(r"^[^:：\n]{1,40}[:：]\s*")
 SUPERSEDE_WINDOW = 20
+SESSION_WINDOW = 20
 
 
 def mark_superseded(memories: Sequence[Memory], *, relevant: Collection[str] | None = None) -> list[Memory]:
@@ -251,10 +284,10 @@ def mark_superseded(memories: Sequence[Memory], *, relevant: Collection[str] | N
     ``relevant`` (when given) may update another; nothing is deleted: a superseded unit is still shown, as
     earlier, with ``superseded_by`` naming its successor.
     """
-    from rag_memory.text.terms import lexical_terms
+    from rag_memory.text.terms import term_set
 
     head = list(memories[:SUPERSEDE_WINDOW])
-    terms = [set(lexical_terms(_LABEL.sub("", m.text))) for m in head]
+    terms = [term_set(_LABEL.sub("", m.text)) for m in head]
     marks: dict[int, int] = {}
     for i, old in enumerate(head):
         for j, new in enumerate(head):
@@ -329,6 +362,7 @@ _FIRST_PERSON = re.compile(r"(?<!\w)(?:I|I'm|I've|I'd|I'll|me|my|mine|myself|we|
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s*")
 
 
+@lru_cache(maxsize=20_000)
 def _own_statement(text: str) -> bool:
     body = _LABEL.sub("", text)
     said = " ".join(s for s in _SENTENCE.split(body) if not s.rstrip().endswith(("?", "？")) and "吗" not in s)
@@ -390,7 +424,7 @@ ENTITY_BOOST = 0.15
 # said are raised by this much; a question is answered by nobody when others' statements
 # outscore the speaker's own by more than SPEAKER_GATE (score + coverage, see said_by_another).
 SPEAKER_BOOST = 0.3
-SPEAKER_GATE = 0.9
+SPEAKER_GATE = 1.0
 PERIOD_BOOST = 0.3
 ORDER_BOOST = 0.1
 

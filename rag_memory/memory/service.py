@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from rag_memory.errors import ConfigError
@@ -127,7 +128,8 @@ class MemoryService:
             from rag_memory.generation.openai_compatible import approximate_tokens
 
             count_tokens = approximate_tokens
-        self.count_tokens = count_tokens
+        # Packing counts the same stored units for question after question.
+        self.count_tokens = lru_cache(maxsize=20_000)(count_tokens)
 
     # -- remembering ---------------------------------------------------------------------
     def remember_turn(

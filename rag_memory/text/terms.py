@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from rag_memory.text.stemmer import porter_stem
 
-__all__ = ["QUESTION_PHRASES_CJK", "STOPWORDS_CJK_BIGRAMS", "STOPWORDS_CJK_CHARS", "STOPWORDS_EN", "TERMS_VERSION", "lexical_terms"]
+__all__ = ["QUESTION_PHRASES_CJK", "STOPWORDS_CJK_BIGRAMS", "STOPWORDS_CJK_CHARS", "STOPWORDS_EN", "TERMS_VERSION", "lexical_terms", "term_set"]
 
 # Bump when lexical_terms changes: an index built with other terms is re-tokenised on open.
 TERMS_VERSION = "3"
@@ -81,6 +81,13 @@ def lexical_terms(text: str) -> list[str]:
         elif run not in STOPWORDS_EN:
             out.append(_word_term(run))
     return out
+
+
+@lru_cache(maxsize=20_000)
+def term_set(text: str) -> frozenset[str]:
+    """``lexical_terms(text)`` as a set, remembered: the same stored texts (memory units,
+    chunks) are read against many questions."""
+    return frozenset(lexical_terms(text))
 
 
 def _is_cjk(ch: str) -> bool:

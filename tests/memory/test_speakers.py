@@ -101,6 +101,21 @@ def test_the_swap_check_weighs_first_person_statements_only():
         return Memory(text[:8], "u", "s", text, "turn", "2023-05-08T00:00:00+00:00", score=score)
 
     asked = [unit("Melanie: I ran a charity race.", 1.0), unit("Caroline: How did your race go?", 0.9)]
-    assert said_by_another(asked, "Caroline", {}) is True  # Caroline only asked about it
+    coverage = {m.id: 0.6 for m in asked}
+    assert said_by_another(asked, "Caroline", coverage) is True  # Caroline only asked about it
     owned = [unit("Melanie: I ran a charity race.", 1.0), unit("Caroline: I ran one too!", 0.9)]
-    assert said_by_another(owned, "Caroline", {}) is False
+    assert said_by_another(owned, "Caroline", {m.id: 0.6 for m in owned}) is False
+
+
+def test_the_session_several_good_units_agree_on_leads_and_a_fact_counts_with_its_turn():
+    from rag_memory.memory.recall import lead_with_best_session
+
+    def unit(mid: str, session: str, score: float, turn: str | None = None, kind: str = "turn") -> Memory:
+        return Memory(mid, "u", session, mid, kind, "2023-05-08T00:00:00+00:00", score=score, turn=turn)
+
+    lone, agreeing = unit("lone", "s1", 0.9, "s1:1"), [unit("a", "s2", 0.8, "s2:1"), unit("b", "s2", 0.7, "s2:2")]
+    ranked = lead_with_best_session([lone, *agreeing])
+    assert [m.id for m in ranked] == ["a", "lone", "b"] and ranked[0].score > lone.score
+    # a fact and the turn it came from are one piece of evidence, not two
+    fact = unit("fact", "s2", 0.8, "s2:1", kind="fact")
+    assert [m.id for m in lead_with_best_session([lone, fact, agreeing[0]])] == ["lone", "fact", "a"]
