@@ -82,6 +82,7 @@ def main() -> None:
         conversations=picked, parts={k: v for k, v in parts.items()}, threads=torch.get_num_threads(),
         embedder=args.embedder, machine=f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
         seconds=round(time.perf_counter() - started, 1), replayed_earlier=args.replayed,
+        load_average=[round(x, 2) for x in os.getloadavg()],
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
