@@ -68,8 +68,12 @@ def main() -> None:
     settings = Settings.load({"embedder": args.embedder})
     started = time.perf_counter()
 
+    shown = [0.0]
+
     def progress(stage: str, done: int, total: int) -> None:
-        if done == total or done % 200 == 0:
+        now = time.perf_counter()
+        if done == total or now - shown[0] >= 15:  # a line every 15 s, whatever the batch sizes
+            shown[0] = now
             print(f"  {stage}: {done}/{total} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
     result = evaluate_memory(
