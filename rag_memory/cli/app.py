@@ -35,6 +35,7 @@ from rag_memory.cli.options import (
     TopKOpt,
     UserOpt,
     display_path,
+    exit_fast,
     handles_errors,
     load_settings,
     pipeline,
@@ -205,6 +206,7 @@ def search(
                 ],
             }
         )
+        exit_fast()
         return
     if not hits:
         empty = not parts.store.exists() or parts.store.count() == 0
@@ -215,6 +217,7 @@ def search(
         )
         return
     print_hits(stdout(), hits, display_path)
+    exit_fast()
 
 
 @app.command()

@@ -5,20 +5,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-from rag_memory.ingest.run import IngestProgress
+from rag_memory.ingest.progress import IngestProgress
 from rag_memory.schema import Hit, IngestReport
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+# rich.progress and rich.table are imported where used: a `ragmem search` prints neither,
+# and its start-up is what a user waits for (benchmarks/cold_start.py).
 
 
 class IngestDisplay(IngestProgress):
@@ -39,6 +37,15 @@ class IngestDisplay(IngestProgress):
 
     def __enter__(self) -> IngestDisplay:
         if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("{task.description:>8}"),
                 BarColumn(),
@@ -85,6 +92,8 @@ SKIPPED_SHOWN = 10
 
 
 def print_ingest_report(console: Console, report: IngestReport, show: Callable[[str], str]) -> None:
+    from rich.table import Table
+
     title = "Dry run: nothing was written" if report.dry_run else f"Ingest finished in {report.seconds:.1f}s"
     table = Table(title=title, title_justify="left")
     table.add_column("files")
@@ -157,6 +166,8 @@ def print_answer_footer(console: Console, answer, show: Callable[[str], str], *,
 
 def print_explain(console: Console, answer, show: Callable[[str], str]) -> None:
     """Everything ``--explain`` shows: candidates, memories, the gate, budgets, timings."""
+    from rich.table import Table
+
     info = answer.explain or {}
     console.print(f"\n[bold]Explain[/]  question used for retrieval: {info.get('standalone_question')!r}")
     gate = info.get("gate", {})

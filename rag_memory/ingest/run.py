@@ -31,6 +31,7 @@ from rag_memory.faults import checkpoint
 from rag_memory.ingest.chunking import ChunkSettings, TokenChunker
 from rag_memory.ingest.discover import discover, printable, under_roots
 from rag_memory.ingest.manifest import FileRecord, Manifest
+from rag_memory.ingest.progress import IngestProgress
 from rag_memory.knowledge_base.embedders import Embedder
 from rag_memory.knowledge_base.store import ChromaStore
 from rag_memory.locking import HomeLock
@@ -40,22 +41,6 @@ log = logging.getLogger(__name__)
 
 # Metadata key naming the manifest (the ragmem home) that wrote a chunk.
 MANIFEST_KEY = "ragmem_manifest"
-
-
-class IngestProgress:
-    """Callbacks for a progress display; the default does nothing."""
-
-    def planned(self, files: int) -> None:
-        """``files`` files will be loaded and embedded."""
-
-    def file_done(self, path: str) -> None:
-        """One file was loaded and chunked (or failed)."""
-
-    def chunks_planned(self, n: int) -> None:
-        """``n`` more chunks are to be embedded (called as each file is chunked)."""
-
-    def chunks_embedded(self, n: int) -> None:
-        """``n`` more chunks were embedded."""
 
 
 @dataclass

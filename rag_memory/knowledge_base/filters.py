@@ -32,6 +32,9 @@ def filter_errors(where: Mapping[str, Any] | None) -> Iterator[None]:
         return
     if not isinstance(where, Mapping):
         raise ConfigError(f"a metadata filter must be a mapping, got {where!r}; use {FILTER_SYNTAX}")
+    from rag_memory.knowledge_base.chroma_import import import_chromadb
+
+    import_chromadb()
     from chromadb.errors import InvalidArgumentError
 
     try:

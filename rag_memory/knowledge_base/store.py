@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from rag_memory.errors import EmbedderMismatchError, StoreError
 from rag_memory.home import private_dir, tighten_tree
+from rag_memory.knowledge_base.chroma_import import import_chromadb
 from rag_memory.knowledge_base.filters import filter_errors
 from rag_memory.locking import HomeLock
 from rag_memory.schema import Chunk, Hit
@@ -49,7 +50,7 @@ def distance_to_score(distance: float) -> float:
 
 def chroma_client(*, path: Path | None = None, url: str | None = None):
     """A Chroma client: a server when ``url`` is given, else embedded at ``path``."""
-    import chromadb
+    chromadb = import_chromadb()
     from chromadb.config import Settings as ChromaSettings
 
     settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
@@ -150,6 +151,7 @@ class ChromaStore:
             if _SEEN[key] == stamp or (stamp or "").startswith(_PROCESS + ":"):
                 return
             log.debug("collection %r was written by another process; re-opening %s", self.name, self.path)
+            import_chromadb()
             from chromadb.api.shared_system_client import SharedSystemClient
 
             # Drop the cached system without stopping it: a thread still using the old one
@@ -201,6 +203,7 @@ class ChromaStore:
         if self._collection is None:
             if self.url is None and not (self.path / "chroma.sqlite3").exists():
                 return None  # nothing stored yet; reading must not create the store
+            import_chromadb()
             from chromadb.errors import NotFoundError
 
             try:
