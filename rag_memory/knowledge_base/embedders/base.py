@@ -57,6 +57,14 @@ class Embedder(ABC):
         """``count_tokens`` of each text; backends with a batch tokenizer do it in one call."""
         return [self.count_tokens(t) for t in texts]
 
+    def token_spans(self, texts: list[str]) -> list[tuple[list[tuple[int, int]], list[int | None]]] | None:
+        """Per text, the character offsets of its tokens and the number of the word each was
+        cut from, where the tokenizer works word by word: cut between two words, a text
+        tokenises into exactly the tokens between the cuts (WordPiece after BERT's
+        pre-tokenizer does; byte-level BPE and SentencePiece, which fold a space into the next
+        token, do not). None where that does not hold: the chunker then counts each piece."""
+        return None
+
     def _lengths(self, texts: Sequence[str]) -> list[int]:
         """Sort keys for batching: token counts where the backend counts tokens, else characters."""
         try:

@@ -80,6 +80,7 @@ class OnnxEmbedder(Embedder):
         self._session = None
         self._counter = None  # a tokenizer without truncation or padding, for counting
         self._encoder = None  # truncating at the window, padding to the batch's longest
+        self._word_level = False  # whether token_spans can serve (see word_level)
         self._window = 0
         self._dimension = 0
         self._lock = threading.Lock()
@@ -206,6 +207,7 @@ class OnnxEmbedder(Embedder):
             self._dimension = int(session.get_outputs()[0].shape[-1])
             self._window = window
             self._counter, self._encoder = counter, encoder
+            self._word_level = word_level(path / "tokenizer.json")
             self._special = len(encoder.encode("x").ids) - len(counter.encode("x", add_special_tokens=False).ids)
             log.info("loaded embedder %s with ONNX Runtime (%s)", self.model_id, graph)
             self._session = session
@@ -228,6 +230,12 @@ class OnnxEmbedder(Embedder):
         self.warm_up()
         return [len(e.ids) for e in self._counter.encode_batch(texts, add_special_tokens=False)]
 
+    def token_spans(self, texts: list[str]) -> list[tuple[list[tuple[int, int]], list[int | None]]] | None:
+        self.warm_up()
+        if not self._word_level:
+            return None
+        return [(e.offsets, e.word_ids) for e in self._counter.encode_batch(texts, add_special_tokens=False)]
+
     def _embed_batch(self, texts: list[str]) -> list[list[float]]:
         import numpy as np
 
@@ -240,6 +248,20 @@ class OnnxEmbedder(Embedder):
         (vectors,) = self._session.run(None, {k: feed[k] for k in self._inputs})
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return (vectors / np.where(norms == 0, 1, norms)).tolist()
+
+
+def word_level(tokenizer_json: Path) -> bool:
+    """Whether a ``tokenizer.json`` tokenises word by word (see ``Embedder.token_spans``):
+    BERT's normalizer and pre-tokenizer (split at whitespace and punctuation, each CJK
+    character a word) and a WordPiece model, which reads each word on its own."""
+    try:
+        conf = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    normalizer = (conf.get("normalizer") or {}).get("type")
+    pre = (conf.get("pre_tokenizer") or {}).get("type")
+    model = (conf.get("model") or {}).get("type")
+    return normalizer in (None, "BertNormalizer") and pre == "BertPreTokenizer" and model == "WordPiece"
 
 
 def export(model_dir: Path, target: Path, *, pooling: str = "mean") -> None:
