@@ -267,6 +267,22 @@ class PipelineRunnable(Runnable[str | RagQuestion, Any]):
     def _ask(self, value: Any, config: RunnableConfig) -> Any:
         return self._output(self.pipeline.ask(**self._request(value, config)))
 
+    def batch(
+        self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
+        return_exceptions: bool = False, **kwargs: Any,
+    ) -> list[Any]:
+        """Answer several questions; with the local transformers generator their answers are
+        generated in one batched ``generate`` (``RagPipeline.ask_batch``), else one by one."""
+        if len(inputs) < 2:
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        return self._batch_with_config(
+            self._ask_all, inputs, config, return_exceptions=return_exceptions, run_type="chain", **kwargs
+        )
+
+    def _ask_all(self, values: list[Any], config: list[RunnableConfig]) -> list[Any]:
+        requests = [self._request(v, c) for v, c in zip(values, config, strict=True)]
+        return [self._output(a) for a in self.pipeline.ask_batch(requests)]
+
     def transform(
         self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:

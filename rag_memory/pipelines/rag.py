@@ -10,8 +10,9 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from rag_memory.config import Settings
@@ -73,6 +74,31 @@ class AnswerStream:
 
     def __iter__(self) -> Iterator[str]:
         yield from self._pieces
+
+
+@dataclass
+class _Turn:
+    """One question, prepared up to generation (``RagPipeline._prepare``)."""
+
+    question: str
+    session_id: str
+    user_id: str
+    config: GenerationConfig
+    explain: bool
+    gen: Any
+    llm: Any  # the LLM that writes the answer; None when ``reply`` is the answer
+    store_llm: Any  # the LLM for the turn's bookkeeping (summaries), also when it wrote nothing
+    recent: list[Turn]
+    standalone: str
+    candidates: list[Hit]
+    hits: list[Hit]
+    memories: list[Memory]
+    fused: Any
+    notes: list[str]
+    timings: dict[str, float]
+    abstained: bool
+    facts_only: bool
+    reply: str | None
 
 
 class RagPipeline:
@@ -237,6 +263,73 @@ class RagPipeline:
         self, question: str, session_id: str, user_id: str, top_k: int, config: GenerationConfig,
         explain: bool, history: list[Turn] | None, out: AnswerStream,
     ) -> Iterator[str]:
+        turn = self._prepare(question, session_id, user_id, top_k, config, explain, history)
+        pieces: list[str] = []
+        started = time.perf_counter()
+        if turn.reply is not None:
+            pieces.append(turn.reply)
+            yield turn.reply
+        else:
+            for piece in turn.llm.stream(turn.fused.messages, config):
+                pieces.append(piece)
+                checkpoint("generate")
+                yield piece
+        turn.timings["generate"] = time.perf_counter() - started
+        # Read now: storing the turn may call the same LLM (the summary), overwriting last_usage.
+        usage = getattr(turn.llm, "last_usage", None) if turn.reply is None else None
+        out.answer = self._finish(turn, "".join(pieces).strip(), usage.completion_tokens if usage else None,
+                                  usage.seconds_to_first_token if usage else None)
+
+    def ask_batch(
+        self, questions: Sequence[Mapping[str, Any]], *, config: GenerationConfig | None = None
+    ) -> list[Answer]:
+        """Answer several questions, their answers generated together where the generator can.
+
+        Each question is a mapping of ``ask``'s arguments (``question``, and optionally
+        ``session_id``, ``user_id``, ``top_k``). With a generator that has ``generate_batch``
+        (the local transformers one), every question is retrieved and fused first and all the
+        prompts go through one batched ``generate`` (on a GPU that is nearly the time of one);
+        the answers are what one-at-a-time calls give with greedy decoding. Other generators,
+        or questions that share a session (a follow-up needs the previous answer stored),
+        are answered one after another, exactly as ``ask``.
+        """
+        s = self.settings
+        config = config or GenerationConfig(max_new_tokens=s.max_new_tokens, temperature=s.temperature)
+        requests = [dict(q) for q in questions]
+        for request in requests:
+            if not isinstance(request.get("question"), str) or not request["question"].strip():
+                raise ConfigError(f"the question is empty; ask something (got {request.get('question')!r})")
+        sessions = [r.get("session_id") for r in requests if r.get("session_id")]
+        selection = self.components.generation
+        batch = None if selection.extractive else getattr(selection.generator, "generate_batch", None)
+        if batch is None or len(requests) < 2 or len(set(sessions)) < len(sessions):
+            return [self.ask(**r, config=config) for r in requests]
+        turns = [
+            self._prepare(
+                r["question"].strip(),
+                r.get("session_id") or f"ask-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+                r.get("user_id") or s.user, r.get("top_k") or s.top_k, config, False, None,
+            )
+            for r in requests
+        ]
+        to_generate = [t for t in turns if t.reply is None]
+        started = time.perf_counter()
+        texts = batch([t.fused.messages for t in to_generate], config) if to_generate else []
+        elapsed = time.perf_counter() - started
+        generated = dict(zip(map(id, to_generate), texts, strict=True))
+        answers = []
+        for turn in turns:
+            turn.timings["generate"] = elapsed if turn.reply is None else 0.0
+            text = (turn.reply if turn.reply is not None else generated[id(turn)]).strip()
+            completion = turn.llm.count_tokens(text) if turn.reply is None else None
+            answers.append(self._finish(turn, text, completion, None))
+        return answers
+
+    def _prepare(
+        self, question: str, session_id: str, user_id: str, top_k: int, config: GenerationConfig,
+        explain: bool, history: list[Turn] | None,
+    ) -> _Turn:
+        """Everything before generation: history, condensing, retrieval, recall, fusion."""
         from rag_memory.memory.condense import condense_question
         from rag_memory.memory.facts import extract_facts
 
@@ -307,57 +400,52 @@ class RagPipeline:
                 " model with a longer context"
             )
             abstained = True
-        pieces: list[str] = []
-        started = time.perf_counter()
+        reply = None  # the answer when no LLM writes it
         if statement:
-            text = acknowledgement(facts, lang)
-            pieces.append(text)
-            yield text
+            reply = acknowledgement(facts, lang)
         elif abstained:
-            text = acknowledgement(facts, lang) if facts else NOTHING_RELEVANT[lang]
-            pieces.append(text)
-            yield text
+            reply = acknowledgement(facts, lang) if facts else NOTHING_RELEVANT[lang]
         elif llm is None:
-            text = gen.answer(standalone, fused.sources)
-            pieces.append(text)
-            yield text
-        else:
-            for piece in llm.stream(fused.messages, config):
-                pieces.append(piece)
-                checkpoint("generate")
-                yield piece
-        timings["generate"] = time.perf_counter() - started
-        answer_text = "".join(pieces).strip()
-        # Read now: storing the turn may call the same LLM (the summary), overwriting last_usage.
-        usage = getattr(llm, "last_usage", None) if llm is not None and not abstained else None
+            reply = gen.answer(standalone, fused.sources)
+        return _Turn(
+            question=question, session_id=session_id, user_id=user_id, config=config, explain=explain, gen=gen,
+            llm=llm if reply is None else None, store_llm=llm, recent=recent, standalone=standalone,
+            candidates=candidates, hits=hits, memories=memories, fused=fused, notes=notes, timings=timings,
+            abstained=abstained, facts_only=statement or abstained or llm is None, reply=reply,
+        )
 
+    def _finish(
+        self, turn: _Turn, answer_text: str, completion: int | None, first_token: float | None
+    ) -> Answer:
+        """Store the turn and build its ``Answer``."""
+        timings, llm, fused, config = turn.timings, turn.store_llm, turn.fused, turn.config
         with _timed(timings, "store"):
-            self._store(user_id, session_id, question, answer_text, statement or abstained or llm is None, recent,
+            self._store(turn.user_id, turn.session_id, turn.question, answer_text, turn.facts_only, turn.recent,
                         fused.history, llm)
 
         answer = Answer(
             answer=answer_text,
-            question=question,
-            standalone_question=standalone,
-            user_id=user_id,
-            session_id=session_id,
+            question=turn.question,
+            standalone_question=turn.standalone,
+            user_id=turn.user_id,
+            session_id=turn.session_id,
             sources=fused.sources,
-            generator={"backend": gen.backend, "model": gen.model_id},
-            abstained=abstained,
+            generator={"backend": turn.gen.backend, "model": turn.gen.model_id},
+            abstained=turn.abstained,
             tokens={
                 "prompt": fused.prompt_tokens if llm is not None else None,
                 "max_new_tokens": config.max_new_tokens,
                 "context_length": llm.context_length if llm is not None else None,
-                "completion": usage.completion_tokens if usage else None,
+                "completion": completion,
             },
             timings=timings,
-            notes=notes,
+            notes=turn.notes,
         )
-        if usage and usage.seconds_to_first_token is not None:
-            timings["first_token"] = usage.seconds_to_first_token
-        if explain:
-            answer.explain = self._explain(candidates, hits, memories, fused, standalone)
-        out.answer = answer
+        if first_token is not None:
+            timings["first_token"] = first_token
+        if turn.explain:
+            answer.explain = self._explain(turn.candidates, turn.hits, turn.memories, fused, turn.standalone)
+        return answer
 
     def _store(self, user_id, session_id, question, answer, facts_only, recent, kept, llm) -> None:
         from rag_memory.memory.summarise import summarise_turns
