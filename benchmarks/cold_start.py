@@ -16,8 +16,13 @@ a warm-up run; ``PYTHONDONTWRITEBYTECODE`` is dropped), so they do not recompile
 start. One extra run with ``-X importtime`` lists what the imports cost and whether torch,
 transformers or chromadb were imported at all.
 
+With ``--compare DIR`` (another checkout of ragmem, e.g. ``git worktree add /tmp/old <commit>``)
+every search also runs with that tree's code, alternating with this one, on the same home, and
+the summary gives both side by side (the ratio is what a loaded machine can still measure).
+
 Usage:
-    nice -n 10 .venv/bin/python benchmarks/cold_start.py [--repeats 6] [--out benchmarks/results/cold_start.json]
+    nice -n 10 .venv/bin/python benchmarks/cold_start.py [--repeats 6] [--compare DIR]
+        [--out benchmarks/results/cold_start.json]
 """
 
 from __future__ import annotations
@@ -44,11 +49,14 @@ TARGET_S = 1.5
 
 
 def search(env: dict, query: str, *extra: str) -> dict:
-    """Run one search process; time its first line of output, its exit and its CPU."""
+    """Run one search process; time its first line of output, its exit and its CPU.
+
+    It runs in the home's folder: ``python -m`` puts the working folder first on sys.path, so a
+    ragmem checkout there would be imported instead of the one PYTHONPATH names."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, *extra, "-m", "rag_memory.cli", "search", query], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=env["RAGMEM_HOME"])
     assert proc.stdout is not None
     first_line = proc.stdout.readline()
     first = time.perf_counter() - t0
@@ -69,6 +77,7 @@ def p50(runs: list[dict], key: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=6, help="search processes, alternating the two queries")
+    parser.add_argument("--compare", type=Path, default=None, help="another ragmem checkout, run alternately")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cold_start.json")
     args = parser.parse_args()
     from bench_machine import machine_info
@@ -85,13 +94,20 @@ def main() -> None:
                        capture_output=True, timeout=3600)
         for query in QUERIES:  # bytecode compiled and the page cache warm: later runs are fresh processes
             search(env, query)
-        runs = []
+        other = {**env, "PYTHONPATH": str(args.compare.resolve())} if args.compare else None
+        if other is not None:
+            for query in QUERIES:
+                search(other, query)
+        runs, compared = [], []
         for i in range(args.repeats):
-            run = search(env, QUERIES[i % len(QUERIES)])
-            del run["stderr"]
-            runs.append(run)
-            print(f"{run['query']!r}: first result {run['first_result_s']:.2f}s, exit {run['wall_s']:.2f}s wall,"
-                  f" {run['cpu_s']:.2f}s cpu", flush=True)
+            for label, e, into in (("this", env, runs), ("compare", other, compared)):
+                if e is None:
+                    continue
+                run = search(e, QUERIES[i % len(QUERIES)])
+                del run["stderr"]
+                into.append(run)
+                print(f"{label}: {run['query']!r}: first result {run['first_result_s']:.2f}s, exit"
+                      f" {run['wall_s']:.2f}s wall, {run['cpu_s']:.2f}s cpu", flush=True)
         traced = search(env, QUERIES[0], "-X", "importtime")
     imports: dict[str, float] = {}
     for line in traced["stderr"].splitlines():
@@ -118,13 +134,22 @@ def main() -> None:
         "imported": {m: m in imports for m in HEAVY},
         "import_s_top_level": {k: round(v, 3) for k, v in top.items()},
     }
+    if compared:
+        summary["compare"] = {
+            "tree": str(args.compare), "first_result_s_p50": p50(compared, "first_result_s"),
+            "wall_s_p50": p50(compared, "wall_s"), "cpu_s_p50": p50(compared, "cpu_s"),
+            "cpu_ratio_this_over_compare": round(p50(runs, "cpu_s") / p50(compared, "cpu_s"), 3),
+            "first_result_ratio_this_over_compare": round(
+                p50(runs, "first_result_s") / p50(compared, "first_result_s"), 3),
+        }
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     result = {"benchmark": "cold_start",
               "settings": {"repeats": args.repeats, "queries": QUERIES, "embedder": "default (all-MiniLM-L6-v2)",
                            "corpus": "docs/", "bytecode": "compiled once into a private PYTHONPYCACHEPREFIX",
                            "threads": "defaults (ONNX Runtime: one per core)",
                            "command": "python -m rag_memory.cli search QUERY"},
-              "machine": started, "machine_after": finished, "summary": summary, "runs": runs}
+              "machine": started, "machine_after": finished, "summary": summary, "runs": runs,
+              "compare_runs": compared}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
