@@ -8,9 +8,11 @@ How an answer is put together:
 1. Each source is cleaned of Markdown and HTML debris (comments, link definitions, tags, link
    and emphasis syntax) and cut into blocks: paragraphs, list items, fenced code, headings
    and table rows (the last two are never quoted).
-2. Paragraphs are split into sentences: English by ``pysbd`` (abbreviations such as "e.g.",
-   "vs.", "Dr.", "p.m.", decimals and quotes), with inline code masked first so a ``?`` inside
-   backticks ends nothing; Chinese on 。！？； with closing quotes kept on their sentence.
+2. Paragraphs are split into sentences: English by a rule splitter (a stop, space and a capital
+   or digit; not after abbreviations such as "e.g.", "vs.", "Dr.", "p.m." or initials; decimals
+   hold no stop-space; Wikipedia's "[citation needed]" and ":12" page marks stay on their
+   sentence), with inline code masked first so a ``?`` inside backticks ends nothing; Chinese
+   on 。！？； with closing quotes kept on their sentence.
    Sentences that are themselves questions are never quoted.
 3. A sentence that introduces code ("run the following command:") carries the code with it;
    one that introduces a list carries the list, so "what are the three rules" gets all three.
@@ -155,11 +157,43 @@ _ZH_SENTENCE = re.compile(r"[^。！？!?；;\n]*?(?:[。！？!?；;…]+[”�
 _QUESTION_END = re.compile(r"[?？][”’」』）)】\"'\s]*$")
 
 
-@lru_cache(maxsize=1)
-def _segmenter():
-    import pysbd
+# Words whose period does not end a sentence (lower-cased, without their final period).
+_ABBREVIATIONS = frozenset(
+    """mr mrs ms mx dr prof sr jr st mt ft rev hon gen col lt capt sgt gov sen rep pres supt insp
+    vs etc e.g i.e cf al approx ca fig figs no nos vol vols pp ch chap sec ed eds est dept univ
+    inc ltd co corp bros assn jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri
+    sat sun a.m p.m u.s u.k u.n e.u d.c o.s n.s b.c a.d b.c.e c.e ph.d m.d b.a m.a op ibid viz""".split()
+)
+# A sentence end: . ! ? or an ellipsis, closing quotes or brackets, Wikipedia's citation marks
+# ("[citation needed]", ":121,154" page numbers), then space.
+_EN_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?:\[[^\]\n]{1,40}\]|:\d[\d,\u2013-]*)*(?=\s+)")
+_OPENER = re.compile(r"[\"'\u201c\u2018(\[]*[A-Z0-9\u3400-\u9fff]")
+_WORD_BEFORE = re.compile(r"(\S+)$")
+_INITIALS = re.compile(r"[A-Z]|(?:[A-Za-z]\.)+[A-Za-z]")  # "J. K. Rowling", "H.W. Wembley"
 
-    return pysbd.Segmenter(language="en", clean=False)
+
+def _split_english(text: str) -> list[str]:
+    """English sentences: a stop, then space, then a capital or a digit, unless the stop ends an
+    abbreviation ("Dr.", "e.g.", "vs.", "p.m.", "U.S.") or an initial ("J. K. Rowling").
+    Decimals and inline code (masked by the caller) hold no stop followed by space."""
+    out, start = [], 0
+    for m in _EN_END.finditer(text):
+        rest = text[m.end():].lstrip()
+        if not rest or not _OPENER.match(rest):
+            continue
+        if text[m.start()] == ".":
+            before = _WORD_BEFORE.search(text, 0, m.start() + 1)
+            word = before.group(1).lstrip("\"'\u201c\u2018([").rstrip(".") if before else ""
+            lower = word.lower()
+            if lower in ("no", "nos"):  # "No. 5", but "the answer is no. Then ..."
+                if rest[:1].isdigit():
+                    continue
+            elif lower in _ABBREVIATIONS or _INITIALS.fullmatch(word):
+                continue
+        out.append(text[start:m.end()])
+        start = m.end()
+    out.append(text[start:])
+    return [part.strip() for part in out if part.strip()]
 
 
 def _mostly_chinese(text: str) -> bool:
@@ -180,7 +214,7 @@ def _sentences_of(block: str) -> tuple[str, ...]:
     if _mostly_chinese(masked):
         parts = [m.group(0) for m in _ZH_SENTENCE.finditer(masked) if m.group(0).strip()]
     else:
-        parts = _segmenter().segment(masked)
+        parts = _split_english(masked)
     out = []
     for part in parts:
         part = re.sub(r"QXCODE(\d+)QX", lambda m: codes[int(m.group(1))], part).strip()

@@ -148,3 +148,17 @@ def test_a_parenthetical_split_off_its_sentence_is_not_quoted_alone():
     sentences = split_sentences(text)
     assert not any(s.startswith(("(", "（")) for s in sentences)
     assert "Deleted files lose their chunks on the next ingest." in sentences
+
+
+def test_english_splitter_keeps_citation_marks_and_initials_and_splits_after_a_plain_no():
+    text = (
+        "He left Colorado Springs.[citation needed] His lab was torn down.:121,154 "
+        "Examiner H.W. Wembley and J. K. Rowling met at No. 5 Main Street. The answer is no. Then it rained."
+    )
+    assert split_sentences(text) == [
+        "He left Colorado Springs.[citation needed]",
+        "His lab was torn down.:121,154",
+        "Examiner H.W. Wembley and J. K. Rowling met at No. 5 Main Street.",
+        "The answer is no.",
+        "Then it rained.",
+    ]
