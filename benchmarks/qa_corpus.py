@@ -151,7 +151,8 @@ def machine() -> dict:
     import torch
 
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
 
 
 def progress(msg: str) -> None:

@@ -162,3 +162,53 @@ def test_english_splitter_keeps_citation_marks_and_initials_and_splits_after_a_p
         "The answer is no.",
         "Then it rained.",
     ]
+
+
+class _WordEmbedder:
+    """Vectors from a few words' presence, so the cosine says which sentence is about 'harbour'."""
+
+    model_id = "fake-multilingual"
+    words = ("harbour", "ships", "city", "river")
+
+    def _vec(self, text: str) -> list[float]:
+        v = [float(w in text.lower()) for w in self.words] + [0.1]
+        norm = sum(x * x for x in v) ** 0.5
+        return [x / norm for x in v]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vec(text.replace("port", "harbour ships"))
+
+    def embed_documents(self, texts) -> list[list[float]]:
+        return [self._vec(t) for t in texts]
+
+
+def test_the_embedders_cosine_picks_the_sentence_that_answers_where_terms_tie():
+    text = "The port of Hamburg lies on the river Elbe in the city. Ships reach the harbour through a deep channel."
+    question = "How do ships reach the port of Hamburg?"
+    plain = ExtractiveAnswerer(max_sentences=1).answer(question, [src(1, text)])
+    with_cosine = ExtractiveAnswerer(max_sentences=1, embedder=_WordEmbedder()).answer(question, [src(1, text)])
+    assert plain.startswith("The port of Hamburg")
+    assert with_cosine == "Ships reach the harbour through a deep channel. [1]"
+
+
+def test_an_english_only_embedder_is_not_asked_about_a_chinese_question():
+    class Refuses(_WordEmbedder):
+        model_id = "sentence-transformers/all-MiniLM-L6-v2"
+
+        def embed_documents(self, texts):
+            raise AssertionError("MiniLM does not read Chinese: its cosine must not count")
+
+    answer = ExtractiveAnswerer(embedder=Refuses()).answer("汉堡港在哪条河上？", [src(1, "汉堡港位于易北河畔。")])
+    assert answer == "汉堡港位于易北河畔。 [1]"
+
+
+def test_a_long_chinese_sentence_is_quoted_by_whole_clauses_that_fit():
+    clause = "对当地植物群落进行了深入考察"
+    sentence = "，".join([clause] * 5) + "，并将多种植物样本带回西方，今天位于波士顿南部的阿诺德植物园保留了许多标本。"
+    pieces = split_sentences(sentence)
+    assert len(pieces) >= 2 and all(len(p) <= 82 for p in pieces)
+    assert pieces[0].endswith("…") and pieces[-1].startswith("…") and pieces[-1].endswith("标本。")
+    # Nothing lost or cut inside a clause: the pieces, without the marks, are the sentence.
+    assert "".join(p.strip("…") for p in pieces).replace("，", "") == sentence.replace("，", "")
+    answer = ExtractiveAnswerer().answer("阿诺德植物园保留了什么？", [src(1, sentence)])
+    assert "阿诺德植物园保留了许多标本" in answer and len(answer.replace("[1]", "").strip()) <= 120
