@@ -181,7 +181,10 @@ def _split_english(text: str) -> list[str]:
         rest = text[m.end():].lstrip()
         if not rest or not _OPENER.match(rest):
             continue
-        if text[m.start()] == ".":
+        stop = m.group(0)
+        if "..." in stop or "\u2026" in stop:
+            continue  # an ellipsis mostly elides inside a quote: "1... 2... 3..."
+        if stop[0] == ".":
             before = _WORD_BEFORE.search(text, 0, m.start() + 1)
             word = before.group(1).lstrip("\"'\u201c\u2018([").rstrip(".") if before else ""
             lower = word.lower()

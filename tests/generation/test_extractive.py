@@ -212,3 +212,10 @@ def test_a_long_chinese_sentence_is_quoted_by_whole_clauses_that_fit():
     assert "".join(p.strip("…") for p in pieces).replace("，", "") == sentence.replace("，", "")
     answer = ExtractiveAnswerer().answer("阿诺德植物园保留了什么？", [src(1, sentence)])
     assert "阿诺德植物园保留了许多标本" in answer and len(answer.replace("[1]", "").strip()) <= 120
+
+
+def test_an_ellipsis_inside_a_quote_ends_no_sentence():
+    text = 'They read "1... 2... 3...". Tesla said, "It is not an experiment ... I have built it." Then he left.'
+    assert split_sentences(text) == [
+        'They read "1... 2... 3...".', 'Tesla said, "It is not an experiment ... I have built it."', "Then he left.",
+    ]
