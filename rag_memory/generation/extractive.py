@@ -16,12 +16,14 @@ How an answer is put together:
    Sentences that are themselves questions are never quoted.
 3. A sentence that introduces code ("run the following command:") carries the code with it;
    one that introduces a list carries the list, so "what are the three rules" gets all three.
-4. Sentences are scored by the rare question terms they share (the terms BM25 uses), with a
-   boost for what the question asks for: a number for "how many" / 多少, a year or date for
-   "when" / 什么时候, a list for "what are the ..." / 哪些. A question about the user ("what is
-   my name", 我叫什么) reads the recalled memories first.
-5. The best sentences are quoted, each with its ``[n]``, within ``max_words`` (English) or
-   ``max_chars`` (Chinese); measured by benchmarks/extractive_eval.py (docs/benchmarks.md).
+4. Sentences of every source are scored by the share of the question's terms they hold (the
+   terms BM25 uses, weighted by rarity) plus their source's retrieval score, with a boost for
+   what the question asks for: a number for "how many" / 多少, a year or date for "when" /
+   什么时候, a name for "who" / 谁, a list for "what are the ..." / 哪些. A question about the
+   user ("what is my name", 我叫什么) reads the recalled memories first.
+5. The best sentences fill the answer, each with its ``[n]``, up to ``max_words`` (English) or
+   ``max_chars`` (Chinese); a Chinese sentence over ``ZH_CLAUSE_CHARS`` is quoted by runs of
+   whole clauses. Measured by benchmarks/extractive_eval.py (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -346,7 +348,7 @@ _ABOUT_USER = re.compile(r"\b(?:i|my|me|mine|myself|i'm|i’m)\b|我", re.I)
 _BOOST = 1.5
 SOURCE_WEIGHT = 1.0
 COSINE_WEIGHT = 1.0
-COSINE_CANDIDATES = 8  # only the best sentences by terms are embedded: an answer stays fast
+COSINE_CANDIDATES = 8  # only the best sentences by terms are embedded: each costs a model pass
 
 
 def _wants(question: str) -> set[str]:
@@ -428,8 +430,8 @@ class ExtractiveAnswerer:
         embedder: The knowledge base's embedder: where it reads the question's language, its
             cosine between the question and each of the best candidate sentences counts in the
             choice. Off by default (``ragmem ask`` passes none): on SQuAD it lifts gold answers
-            in the answer by about 1.5 points but costs tens to hundreds of milliseconds an
-            answer on a CPU (benchmarks/extractive_eval.py).
+            in the answer by under 2 points but makes an answer about 100 times slower on a CPU
+            (benchmarks/extractive_eval.py, docs/benchmarks.md).
         embedder_languages: What the embedder reads (the ``embedder_languages`` setting).
     """
 

