@@ -150,7 +150,7 @@ class Settings:
     max_new_tokens: int = 384
     temperature: float = 0.0
     context_length: int | None = None
-    relevance_gate: float = 0.4  # calibrated by benchmarks/answer_gate.py with hybrid.GATE
+    relevance_gate: float = 0.4  # calibrated by benchmarks/answer_gate.py with hybrid.KNOWLEDGE_GATE
     # durability
     max_file_mb: float = 100.0
     lock_timeout: float | None = None
