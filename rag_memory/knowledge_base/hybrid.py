@@ -27,6 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -364,6 +365,7 @@ class HybridRetriever:
         self.rerank_candidates = rerank_candidates
         self._synced = False
         self._sync_lock = threading.Lock()
+        self._worker: ThreadPoolExecutor | None = None
         self.last_timings: dict[str, float] = {}
 
     @property
@@ -425,6 +427,17 @@ class HybridRetriever:
         thread.start()
         return thread
 
+    def _embed_beside(self, query: str) -> Future | None:
+        """Embed ``query`` on this retriever's worker thread (started once: starting a thread
+        per query costs milliseconds on a busy machine); None if the embedder cannot."""
+        if not getattr(self.embedder, "background_safe", False):
+            return None
+        self.embedder.preload_modules()
+        with self._sync_lock:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragmem-query-embed")
+        return self._worker.submit(_quietly, self.embedder.embed_query, query)
+
     def retrieve(
         self,
         query: str,
@@ -469,7 +482,7 @@ class HybridRetriever:
         lexical_hits: list[Hit] = []
         # The query is embedded on another core while the keyword index searches (ONNX Runtime
         # and SQLite both release the GIL); the dense side then finds the vector cached.
-        embedding = self.prefetch(query) if self.mode == "hybrid" and prior else None
+        embedding = self._embed_beside(query) if self.mode == "hybrid" and prior else None
         if self.mode in ("hybrid", "bm25"):
             t = time.perf_counter()
             self._ensure_index()
@@ -479,7 +492,7 @@ class HybridRetriever:
             lexical_hits = [_bare(cid, s) for cid, s in self.lexical.rank(query, pool, sources, ids=allowed)]
             timings["bm25"] = time.perf_counter() - t
         if embedding is not None:
-            embedding.join()
+            embedding.result()
         if self.mode == "dense" or (self.mode == "hybrid" and (prior or len(lexical_hits) < k)):
             t = time.perf_counter()
             ranked = self.dense.rank(

@@ -430,7 +430,7 @@ def test_hybrid_embeds_the_query_once_beside_the_keyword_search(settings, query)
     retriever = build(settings, ZH_CHUNKS + EN_CHUNKS, embedder, candidates=10)
     hits = retriever.retrieve(query, top_k=2)
     assert hits[0].chunk_id in ("rhine", "river") and hits[0].metadata["dense_score"] is not None
-    assert embedder.threads == ["ragmem-query-embed"]  # once, on the background thread
+    assert len(embedder.threads) == 1 and embedder.threads[0].startswith("ragmem-query-embed")  # once, beside
     bm25_only = HybridRetriever(retriever.dense, retriever.lexical, mode="bm25")
     bm25_only.retrieve("Which team won Super Bowl 50?")
-    assert embedder.threads == ["ragmem-query-embed"]  # BM25 alone embeds nothing
+    assert len(embedder.threads) == 1  # BM25 alone embeds nothing

@@ -163,6 +163,8 @@ class OnnxEmbedder(Embedder):
             return False
 
     def preload_modules(self) -> None:
+        if self._session is not None:  # loaded: everything is imported (and this runs per query)
+            return
         import numpy  # noqa: F401
         import onnxruntime  # noqa: F401
         import tokenizers  # noqa: F401
