@@ -21,7 +21,10 @@ from functools import lru_cache
 
 from rag_memory.text.stemmer import porter_stem
 
-__all__ = ["QUESTION_PHRASES_CJK", "STOPWORDS_CJK_BIGRAMS", "STOPWORDS_CJK_CHARS", "STOPWORDS_EN", "TERMS_VERSION", "lexical_terms", "term_set"]
+__all__ = [
+    "QUESTION_PHRASES_CJK", "STOPWORDS_CJK_BIGRAMS", "STOPWORDS_CJK_CHARS", "STOPWORDS_EN", "TERMS_VERSION", "is_cjk_term",
+    "lexical_terms", "term_set",
+]
 
 # Bump when lexical_terms changes: an index built with other terms is re-tokenised on open.
 TERMS_VERSION = "3"
@@ -88,6 +91,11 @@ def term_set(text: str) -> frozenset[str]:
     """``lexical_terms(text)`` as a set, remembered: the same stored texts (memory units,
     chunks) are read against many questions."""
     return frozenset(lexical_terms(text))
+
+
+def is_cjk_term(term: str) -> bool:
+    """Whether a term from ``lexical_terms`` is a CJK character or pair (not a word)."""
+    return bool(term) and term[0] >= "\u3041" and _is_cjk(term[0])
 
 
 def _is_cjk(ch: str) -> bool:

@@ -239,8 +239,7 @@ def _two_indexes(tmp_path) -> tuple[BM25Index, BM25Index]:
 
 
 @pytest.mark.parametrize(
-    ("query", "needle"),
-    [("长江流经中国的哪些城市？", "zh-needle"), ("Which city on the Rhine grew every year for its bridges?", "en-needle")],
+    ("query", "needle"), [("长江流经中国的哪些城市？", "zh-needle"), ("长江中国城市人口的 census", "zh-near")]
 )
 def test_two_step_search_scores_exactly_as_fts5_and_finds_the_rare_terms_chunk(tmp_path, query, needle):
     one_step, two_step = _two_indexes(tmp_path)
@@ -256,6 +255,14 @@ def test_two_step_search_scores_exactly_as_fts5_and_finds_the_rare_terms_chunk(t
     assert hits[0].text == next(c.text for c in CROWD if c.id == needle) and hits[0].source.endswith(".txt")
 
 
+def test_english_queries_are_always_ranked_in_one_fts5_query(tmp_path):
+    one_step, two_step = _two_indexes(tmp_path)
+    # English words are not redundant the way CJK characters and pairs are: no pruning.
+    for query in ("Which city on the Rhine grew every year for its bridges?", "people in the city grew every year 长江"):
+        assert two_step.rank(query, 60) == one_step.rank(query, 60)
+    assert two_step.rank("Which city on the Rhine grew every year for its bridges?", 1)[0][0] == "en-needle"
+
+
 def test_two_step_search_misses_only_chunks_without_a_rare_term(tmp_path):
     one_step, two_step = _two_indexes(tmp_path)
     query = "长江流经中国的哪些城市？"
@@ -266,10 +273,10 @@ def test_two_step_search_misses_only_chunks_without_a_rare_term(tmp_path):
 
 def test_two_step_statistics_follow_writes_from_another_connection(tmp_path):
     one_step, two_step = _two_indexes(tmp_path)
-    query = "Which city on the Rhine grew every year for its bridges?"
+    query = "长江流经中国的哪些城市？"
     before = dict(two_step.rank(query, 3))
     other = BM25Index(tmp_path / "crowd.sqlite3", "knowledge")
-    other.upsert([chunk(f"more{i}", f"city year people bridges {i} " * (i + 1)) for i in range(30)])
+    other.upsert([chunk(f"more{i}", f"中国城市人口 长江 {i} " * (i + 1)) for i in range(30)])
     after = two_step.rank(query, 3)
     assert dict(after) != before  # more chunks, longer on average: every score moves
     exact = dict(one_step.rank(query, 300))
