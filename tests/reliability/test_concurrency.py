@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -95,15 +95,35 @@ def test_two_ingests_at_once_both_finish_and_the_store_is_written_once(tmp_path)
 def test_an_ingest_that_must_wait_says_whom_it_waits_for_then_runs(tmp_path):
     tree = write_tree(tmp_path / "tree", 0)
     home = tmp_path / "home"
-    with lock_held_elsewhere(home, "ingest-knowledge", "ingest into collection knowledge", release_after=5) as pid:
-        started = time.monotonic()
-        proc = ragmem(home, "ingest", str(tree), "--json")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert time.monotonic() - started >= 3
-    squeezed = "".join(proc.stderr.split())  # the log line is wrapped at the terminal's width
-    want = f"waiting for another ragmem process (pid {pid}, ingest into collection knowledge) writing {home}"
-    assert "".join(want.split()) in squeezed, proc.stderr
-    assert json.loads(proc.stdout)["added"] == 24
+    want = "waitingforanotherragmemprocess"
+    with lock_held_elsewhere(home, "ingest-knowledge", "ingest into collection knowledge") as pid:
+        proc = subprocess.Popen([sys.executable, "-m", "rag_memory.cli", "ingest", str(tree), "--json"],
+                                env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        waiting = threading.Event()
+
+        def read_stderr() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                lines.append(line)
+                if want in "".join("".join(lines).split()):
+                    waiting.set()
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
+        # The lock is released only once the ingest has said it waits (however slow its start-up
+        # on a busy machine), and the ingest must not have finished meanwhile.
+        assert waiting.wait(timeout=240), "".join(lines)[-2000:]
+        assert proc.poll() is None, "the ingest ran while another process held the lock"
+    out = proc.stdout.read() if proc.stdout is not None else ""
+    proc.wait(timeout=300)
+    reader.join(timeout=30)
+    err = "".join(lines)
+    assert proc.returncode == 0, err[-2000:]
+    squeezed = "".join(err.split())  # the log line is wrapped at the terminal's width
+    said = f"waiting for another ragmem process (pid {pid}, ingest into collection knowledge) writing {home}"
+    assert "".join(said.split()) in squeezed, err
+    assert json.loads(out)["added"] == 24
 
 
 def test_an_ingest_that_may_not_wait_refuses_naming_the_other_process(tmp_path):
