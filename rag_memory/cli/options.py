@@ -139,7 +139,7 @@ def exit_fast() -> None:
     os._exit(code)
 
 
-
+# What Ctrl-C prints, per command.
 INTERRUPTED = {
     "": "Interrupted. Nothing is left half-done: the next run picks up where this one stopped.",
     "ingest": (
