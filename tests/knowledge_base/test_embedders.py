@@ -96,3 +96,26 @@ def test_batches_are_cut_by_token_count_and_vectors_keep_the_input_order():
     vectors = e.embed_documents(texts)
     assert batches == [[8, 5], [3, 2], [2, 1]]  # longest first, neighbours in length together
     assert vectors == [e.embed_query(t) for t in texts]
+
+
+def test_a_query_being_embedded_on_another_thread_is_waited_for_not_embedded_again():
+    import threading
+    import time
+
+    class Slow(HashingEmbedder):
+        calls: list[str] = []
+
+        def _embed_query(self, text):
+            self.calls.append(text)
+            time.sleep(0.2)
+            return super()._embed_query(text)
+
+    embedder = Slow(dimension=64)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(embedder.embed_query("长城有多长？"))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert embedder.calls == ["长城有多长？"]
+    assert len(results) == 3 and results[0] == results[1] == results[2]

@@ -116,19 +116,35 @@ class Embedder(ABC):
         """Embed a search query as one unit-length vector.
 
         The last few queries are remembered: one question is searched in the knowledge base
-        and in long-term memory, and should be embedded once.
+        and in long-term memory, and should be embedded once. A query another thread is
+        embedding right now (a search's background prefetch) is waited for, not embedded again.
         """
         cache = self.__dict__.setdefault("_query_cache", OrderedDict())
+        pending: dict[str, threading.Event] = self.__dict__.setdefault("_query_pending", {})
         with _QUERY_CACHE_LOCK:
             if text in cache:
                 cache.move_to_end(text)
                 return list(cache[text])
-        self.warm_up()
-        vector = _normalise(self._embed_query(text))
-        with _QUERY_CACHE_LOCK:
-            cache[text] = tuple(vector)
-            if len(cache) > _QUERY_CACHE_SIZE:
-                cache.popitem(last=False)
+            running = pending.get(text)
+            if running is None:
+                pending[text] = done = threading.Event()
+        if running is not None:
+            running.wait()
+            with _QUERY_CACHE_LOCK:
+                if text in cache:
+                    return list(cache[text])
+            return self.embed_query(text)  # that thread failed: try here (its error is ours too)
+        try:
+            self.warm_up()
+            vector = _normalise(self._embed_query(text))
+            with _QUERY_CACHE_LOCK:
+                cache[text] = tuple(vector)
+                if len(cache) > _QUERY_CACHE_SIZE:
+                    cache.popitem(last=False)
+        finally:
+            with _QUERY_CACHE_LOCK:
+                pending.pop(text, None)
+            done.set()
         return vector
 
 
