@@ -446,7 +446,10 @@ class Ingestor:
             progress.chunks_embedded(n)
 
         started = time.perf_counter()
-        vectors = self.embedder.embed_documents([c.text for c in chunks], progress=embedded)
+        counted = [c.n_tokens for c in chunks]
+        vectors = self.embedder.embed_documents(
+            [c.text for c in chunks], progress=embedded, lengths=counted if all(counted) else None
+        )
         report.embed_seconds += time.perf_counter() - started
         report.tokens_embedded += sum(c.n_tokens or 0 for c in chunks)
         finished = list(done)

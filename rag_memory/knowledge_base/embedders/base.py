@@ -80,7 +80,11 @@ class Embedder(ABC):
         return self._embed_batch([text])[0]
 
     def embed_documents(
-        self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        progress: Callable[[int], None] | None = None,
+        lengths: Sequence[int] | None = None,
     ) -> list[list[float]]:
         """Embed texts for storage.
 
@@ -90,6 +94,8 @@ class Embedder(ABC):
         Args:
             texts: The texts, each within ``max_tokens``.
             progress: Called with the number of texts done after each batch.
+            lengths: The texts' token counts where the caller has them (ingest's chunks carry
+                theirs), so they are not tokenised again only to be sorted.
 
         Returns:
             One unit-length vector (``dimension`` floats) per text, in order.
@@ -100,7 +106,8 @@ class Embedder(ABC):
         if len(texts) <= self.batch_size:  # one batch pads to its longest text in any order
             order = list(range(len(texts)))
         else:
-            lengths = self._lengths(texts)
+            if lengths is None or len(lengths) != len(texts):
+                lengths = self._lengths(texts)
             order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
         out: list[list[float] | None] = [None] * len(texts)
         for start in range(0, len(order), self.batch_size):
